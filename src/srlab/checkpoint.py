@@ -1,0 +1,49 @@
+"""Checkpoints and model files: written atomically, read with weights_only so no pickle runs code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from srlab.errors import SrlabError
+from srlab.fileio import atomic_path
+from srlab.models import MODELS
+from srlab.params import ModelParams
+
+
+def save(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path: Path) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SrlabError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # a hostile pickle or a truncated file both end here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SrlabError(f"{path}: not a loadable srlab checkpoint ({first[:200]})") from None
+    if not isinstance(payload, dict) or "model" not in payload or "meta" not in payload:
+        raise SrlabError(f"{path}: not an srlab checkpoint (no model/meta entries)")
+    return payload
+
+
+def load_model(path: Path, scale: int | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model a file describes; refuse one made for another scale."""
+    payload = load(path)
+    meta = payload["meta"]
+    if meta.get("arch") not in MODELS:
+        raise SrlabError(f"{path}: unknown model {meta.get('arch')!r}")
+    if scale is not None and meta.get("scale") != scale:
+        raise SrlabError(f"{path}: trained for x{meta.get('scale')}, but data.scale is {scale}")
+    from srlab.models import build_model
+
+    model = build_model(ModelParams(name=meta["arch"], upsample=meta["upsample"], residual=meta["residual"]), meta["scale"])
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise SrlabError(f"{path}: weights do not fit {meta['arch']} ({str(exc).splitlines()[0]})") from None
+    return model.eval(), meta

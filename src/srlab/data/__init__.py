@@ -1,0 +1,1 @@
+"""Data: image loading, degradations, datasets (local and remote), and prepared patch arrays."""

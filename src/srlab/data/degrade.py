@@ -1,0 +1,31 @@
+"""Degradations that turn an HR image into its LR input, and the matching upsamplers.
+
+PIL's resize is antialiased when it shrinks, which is what MATLAB's imresize does and what the
+published bicubic baselines used (../shared/data/README.md: within 0.02 dB on Set5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom/right so both sides are multiples of `scale` (LR size is then exact)."""
+    h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
+    return img[:h, :w]
+
+
+def resize(img: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
+    return np.asarray(Image.fromarray(img).resize((width, height), RESAMPLE[method]))
+
+
+def downscale(hr: np.ndarray, scale: int, method: str) -> np.ndarray:
+    """HR (already mod-cropped) to LR, by `method` (bicubic or bilinear)."""
+    return resize(hr, hr.shape[1] // scale, hr.shape[0] // scale, method)
+
+
+def upscale(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
+    return resize(lr, lr.shape[1] * scale, lr.shape[0] * scale, method)

@@ -1,0 +1,122 @@
+"""Where images come from: the embedded sample photos, a user's folder, and remote test sets.
+
+Remote datasets are looked up in $SRLAB_DATA_MIRROR first (an extracted folder named after the
+dataset, or the official archive file), then downloaded with a checksum.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from srlab.data.download import fetch, file_md5, safe_extract
+from srlab.data.images import is_image_file
+from srlab.errors import SrlabError
+
+MIRROR_VARIABLE = "SRLAB_DATA_MIRROR"
+
+
+@dataclass(frozen=True)
+class RemoteArchive:
+    url: str
+    md5: str
+    inner: str  # folder inside the extracted archive that holds the HR images
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+# EDSR's benchmark archive holds Set5, Set14, B100 and Urban100 with their HR ground truth.
+_EDSR_BENCHMARK = ("https://cv.snu.ac.kr/research/EDSR/benchmark.tar", "4ace41d33c2384b97e6b320cd0afd6ba")
+TEST_SETS = {
+    "Set5": RemoteArchive(*_EDSR_BENCHMARK, inner="benchmark/Set5/HR"),
+    "Set14": RemoteArchive(*_EDSR_BENCHMARK, inner="benchmark/Set14/HR"),
+}
+
+# Colour photos that scikit-image and matplotlib install with themselves: no network needed.
+_SKIMAGE_SAMPLES = (
+    "astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
+    "motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "rocket.jpg",
+)
+
+
+def sample_photos() -> list[Path]:
+    import matplotlib
+    import skimage
+
+    skimage_dir = Path(skimage.__file__).parent / "data"
+    paths = [skimage_dir / name for name in _SKIMAGE_SAMPLES]
+    paths.append(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    return [p for p in paths if p.is_file()]
+
+
+def folder_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not str(folder) or not folder.is_dir():
+        raise SrlabError(f"data.train_dir: {str(folder)!r} is not a folder")
+    return sorted(p for p in folder.rglob("*") if is_image_file(p))
+
+
+def training_images(source: str, train_dir: str) -> list[Path]:
+    paths = sample_photos() if source == "sample" else folder_images(train_dir)
+    if not paths:
+        where = f"data.train_dir={train_dir!r}" if source == "folder" else "the sample photos"
+        raise SrlabError(f"{where}: no image files found (looked for {', '.join(sorted({'.png', '.jpg', '.jpeg'}))} and similar)")
+    return paths
+
+
+def split_train_val(paths: list[Path], n_train: int, n_val: int, seed: int) -> tuple[list[Path], list[Path]]:
+    """A seeded shuffle, then val first. With fewer images than asked, keep the train:val ratio."""
+    order = sorted(paths)
+    random.Random(seed).shuffle(order)
+    if len(order) < 2:
+        raise SrlabError(f"need at least 2 training images (one for validation), found {len(order)}")
+    if len(order) < n_train + n_val:
+        n_val = min(len(order) - 1, max(1, round(len(order) * n_val / (n_train + n_val))))
+        n_train = len(order) - n_val
+    return order[n_val : n_val + n_train], order[:n_val]
+
+
+def mirror_dir() -> Path | None:
+    value = os.environ.get(MIRROR_VARIABLE)
+    if not value:
+        return None
+    if not Path(value).is_dir():
+        raise SrlabError(f"{MIRROR_VARIABLE}={value!r} is not a folder")
+    return Path(value)
+
+
+def test_set_dir(name: str, downloads: Path) -> Path:
+    """The folder of HR images of test set `name`, from the mirror or a verified download."""
+    remote = TEST_SETS[name]
+    mirror = mirror_dir()
+    if mirror and (mirror / name).is_dir():
+        return mirror / name
+    archive = downloads / remote.filename
+    if mirror and (mirror / remote.filename).is_file():
+        archive = mirror / remote.filename
+        if file_md5(archive) != remote.md5:
+            raise SrlabError(f"{archive}: checksum mismatch (expected md5 {remote.md5})")
+    else:
+        fetch(remote.url, archive, remote.md5)
+    extracted = downloads / (remote.filename + ".d")
+    if not (extracted / remote.inner).is_dir():
+        safe_extract(archive, extracted)
+    if not (extracted / remote.inner).is_dir():
+        raise SrlabError(f"{archive}: has no folder {remote.inner}")
+    return extracted / remote.inner
+
+
+def copy_images(paths: list[Path], dest: Path, numbered: bool) -> list[str]:
+    """Copy image files byte for byte; numbered names keep files from nested folders apart."""
+    dest.mkdir(parents=True, exist_ok=True)
+    names = []
+    for index, path in enumerate(paths):
+        name = f"{index:05d}_{path.name}" if numbered else path.name
+        shutil.copyfile(path, dest / name)
+        names.append(name)
+    return names

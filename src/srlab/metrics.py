@@ -1,0 +1,53 @@
+"""PSNR and SSIM the way published SR tables compute them.
+
+Y channel of ITU-R BT.601 (16 + 65.481 R + 128.553 G + 24.966 B on [0, 1] RGB), a border of
+`scale` pixels shaved, float64 in the 0..255 range, on uint8 images (outputs are clamped and
+rounded first, as a saved image would be). SSIM: 11x11 Gaussian window, sigma 1.5, K1 0.01,
+K2 0.03, 'valid' region. Agrees with scikit-image's structural_similarity(gaussian_weights=True,
+sigma=1.5, use_sample_covariance=False, data_range=255) and with BasicSR.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def rgb_to_y(img: np.ndarray) -> np.ndarray:
+    rgb = img.astype(np.float64) / 255.0
+    return 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
+
+
+def shave(img: np.ndarray, border: int) -> np.ndarray:
+    return img[border:-border, border:-border] if border else img
+
+
+def psnr_y(output: np.ndarray, target: np.ndarray, border: int) -> float:
+    a, b = shave(rgb_to_y(output), border), shave(rgb_to_y(target), border)
+    mse = np.mean((a - b) ** 2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g)[None, None]
+
+
+def ssim_y(output: np.ndarray, target: np.ndarray, border: int) -> float:
+    a = torch.from_numpy(shave(rgb_to_y(output), border))[None, None]
+    b = torch.from_numpy(shave(rgb_to_y(target), border))[None, None]
+    return _ssim(a, b)
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    w = _gaussian_window()
+    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
+    var_a = F.conv2d(a * a, w) - mu_a**2
+    var_b = F.conv2d(b * b, w) - mu_b**2
+    cov = F.conv2d(a * b, w) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(ssim_map.mean())

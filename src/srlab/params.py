@@ -1,0 +1,207 @@
+"""Typed parameters: params.yaml is read once, checked completely, and handed out as dataclasses.
+
+Every key has a default here and in params.yaml (DVC's `-S` refuses keys the file lacks). A bad key,
+type or value stops with one line naming it, what was given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from srlab.errors import SrlabError
+
+SOURCES = ("sample", "folder")
+DEGRADATIONS = ("bicubic", "bilinear")
+UPSAMPLERS = ("bicubic", "bilinear")
+DEVICES = ("auto", "cpu", "cuda")
+TEST_SETS = ("Set5", "Set14")
+VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+MODELS = ("srcnn",)
+
+
+def _rule(**kwargs) -> dict:
+    return {"metadata": kwargs}
+
+
+@dataclass(frozen=True)
+class DataParams:
+    train_source: str = field(default="sample", **_rule(choices=SOURCES))
+    train_dir: str = ""
+    train_images: int = field(default=1000, **_rule(min=1))
+    val_images: int = field(default=200, **_rule(min=1))
+    scale: int = field(default=2, **_rule(choices=(2, 3, 4)))
+    hr_size: int = field(default=64, **_rule(min=8))
+    patches_per_image: int = field(default=64, **_rule(min=1))
+    degradation: str = field(default="bicubic", **_rule(choices=DEGRADATIONS))
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    name: str = field(default="srcnn", **_rule(choices=MODELS))
+    upsample: str = field(default="bicubic", **_rule(choices=UPSAMPLERS))
+    residual: bool = True
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = field(default=30, **_rule(min=1))
+    perceptual_epochs: int = field(default=10, **_rule(min=1))
+    perceptual_init: str = field(default="mse", **_rule(choices=("mse", "scratch")))
+    batch_size: int = field(default=16, **_rule(min=1))
+    lr: float = field(default=1e-3, **_rule(min_exclusive=0.0))
+    device: str = field(default="auto", **_rule(choices=DEVICES))
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    relu1_2: float = field(default=0.0, **_rule(min=0.0))
+    relu2_2: float = field(default=1.0, **_rule(min=0.0))
+    relu3_3: float = field(default=0.0, **_rule(min=0.0))
+    relu4_3: float = field(default=0.0, **_rule(min=0.0))
+
+    def nonzero(self) -> dict[str, float]:
+        return {name: w for name, w in dataclasses.asdict(self).items() if w > 0}
+
+
+@dataclass(frozen=True)
+class LossParams:
+    vgg_weight: float = field(default=0.1, **_rule(min=0.0))
+    vgg_layers: LayerWeights = field(default_factory=LayerWeights)
+    vgg_init: str = field(default="random", **_rule(choices_or_file=("imagenet", "random")))
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    sets: tuple[str, ...] = field(default=TEST_SETS, **_rule(items=TEST_SETS))
+    degradation: str = field(default="bicubic", **_rule(choices=DEGRADATIONS))
+    vgg_layers: LayerWeights = field(default_factory=LayerWeights)
+
+
+@dataclass(frozen=True)
+class PlotParams:
+    crop: int = field(default=160, **_rule(min=16))
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0
+    data: DataParams = field(default_factory=DataParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    loss: LossParams = field(default_factory=LossParams)
+    eval: EvalParams = field(default_factory=EvalParams)
+    plots: PlotParams = field(default_factory=PlotParams)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = ()) -> Params:
+    """Read, override (`key.sub=value`, value parsed as YAML) and validate the parameters."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise SrlabError(f"{path}: no such parameter file") from None
+    except yaml.YAMLError as exc:
+        raise SrlabError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise SrlabError(f"{path}: expected a mapping of parameters at the top level")
+    for item in overrides:
+        _apply_override(raw, item)
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: dict, source: str = "params") -> Params:
+    try:
+        return _build(Params, raw, prefix="")
+    except SrlabError as exc:
+        raise SrlabError(f"{source}: {exc}") from None
+
+
+def _apply_override(raw: dict, item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise SrlabError(f"--set {item!r}: expected key=value, e.g. loss.vgg_weight=0.3")
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SrlabError(f"--set {item!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(value)
+
+
+def _build(cls, raw: Any, prefix: str):
+    if not isinstance(raw, dict):
+        raise SrlabError(f"{prefix.rstrip('.') or 'top level'}: expected a section (mapping), got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), fields, n=1)
+            suggestion = f"; did you mean {prefix}{hint[0]}?" if hint else f"; known keys: {', '.join(fields)}"
+            raise SrlabError(f"{prefix}{key}: unknown parameter{suggestion}")
+    values = {}
+    for name, f in fields.items():
+        if name not in raw:
+            continue
+        key, default = prefix + name, _default(f)
+        if dataclasses.is_dataclass(default):
+            values[name] = _build(type(default), raw[name], key + ".")
+        else:
+            values[name] = _check_value(key, raw[name], default, f.metadata)
+    return cls(**values)
+
+
+def _default(f: dataclasses.Field):
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def _check_value(key: str, value: Any, default: Any, rules) -> Any:
+    kind = type(default)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SrlabError(f"{key}: expected true or false, got {value!r}")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SrlabError(f"{key}: expected an integer, got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SrlabError(f"{key}: expected a number, got {value!r}")
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise SrlabError(f"{key}: expected a string, got {value!r}")
+    elif kind is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise SrlabError(f"{key}: expected a non-empty list, got {value!r}")
+        for item in value:
+            _check_choice(key, item, rules.get("items", ()))
+        return tuple(value)
+    if "choices" in rules:
+        _check_choice(key, value, rules["choices"])
+    if "choices_or_file" in rules and value not in rules["choices_or_file"] and not Path(value).is_file():
+        named = " nor ".join(repr(c) for c in rules["choices_or_file"])
+        raise SrlabError(f"{key}: {value!r} is neither {named} nor an existing file")
+    if "min" in rules and value < rules["min"]:
+        raise SrlabError(f"{key}: must be at least {rules['min']}, got {value!r}")
+    if "min_exclusive" in rules and value <= rules["min_exclusive"]:
+        raise SrlabError(f"{key}: must be greater than {rules['min_exclusive']}, got {value!r}")
+    return value
+
+
+def _check_choice(key: str, value: Any, choices: tuple) -> None:
+    if value in choices:
+        return
+    hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+    allowed = ", ".join(str(c) for c in choices)
+    raise SrlabError(f"{key}: {value!r} is not one of {allowed}{suggestion}")

@@ -1,0 +1,23 @@
+"""Stage evaluate: Set5 / Set14 scores of bicubic and both models, a summary and a per-image table."""
+
+from srlab.entry import run, stage_paths
+from srlab.evaluation import evaluate
+from srlab.fileio import atomic_path, write_json
+from srlab.params import load_params
+
+
+def main():
+    args = stage_paths("test", "mse_model", "perceptual_model", "sr_out", "metrics", "per_image")
+    p = load_params(args.params)
+    models = {"srcnn_mse": args.mse_model, "srcnn_perceptual": args.perceptual_model}
+    summary, table = evaluate(p, args.test, models, args.sr_out)
+    write_json(args.metrics, summary)
+    with atomic_path(args.per_image) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    for set_name in p.eval.sets:
+        scores = "  ".join(f"{m} {v['psnr']:.2f} dB" for m, v in summary[set_name].items())
+        print(f"evaluate: {set_name} x{p.data.scale}: {scores}")
+
+
+if __name__ == "__main__":
+    run(main, "evaluate")

@@ -1,0 +1,25 @@
+"""Stage train_perceptual: SRCNN trained with MSE + loss.vgg_weight * VGG16 perceptual loss.
+
+Starts from the MSE model's weights unless train.perceptual_init is `scratch`.
+"""
+
+from srlab.entry import run, stage_paths
+from srlab.params import load_params
+from srlab.training import TrainJob, train
+
+
+def main():
+    args = stage_paths("patches", "init", "out", "live", "checkpoints")
+    p = load_params(args.params)
+    meta = train(TrainJob(
+        name="srcnn_perceptual", params=p, vgg_weight=p.loss.vgg_weight, epochs=p.train.perceptual_epochs,
+        patches=args.patches, model_out=args.out, live_dir=args.live, checkpoint_dir=args.checkpoints,
+        init_from=args.init if p.train.perceptual_init == "mse" else None,
+    ))
+    last = meta["history"][-1]
+    print(f"train_perceptual: {meta['epochs']} epochs on {meta['device']}, backbone {meta['backbone']}, "
+          f"val MSE {last['val/l_mse']:.5f}, val perceptual {last['val/l_perceptual']:.5f}")
+
+
+if __name__ == "__main__":
+    run(main, "train_perceptual")
