@@ -17,7 +17,7 @@ def main():
     loss_curves(live, "l_mse", args.out / "curves_mse.png", backbone)
     loss_curves(live, "l_perceptual", args.out / "curves_perceptual.png", backbone)
 
-    scores = pd.read_csv(args.per_image).set_index(["set", "image", "method"])
+    scores = pd.read_csv(args.per_image).set_index(["set", "image", "method"]).sort_index()
     for set_name in p.eval.sets:
         for hr_path in test_images(args.test / set_name):
             methods = scores.loc[(set_name, hr_path.stem)]

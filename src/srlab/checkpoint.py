@@ -23,9 +23,11 @@ def load(path: Path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise SrlabError(f"{path}: no such checkpoint") from None
-    except Exception as exc:  # a hostile pickle or a truncated file both end here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SrlabError(f"{path}: not a loadable srlab checkpoint ({first[:200]})") from None
+    except Exception as exc:  # a hostile pickle, a truncated file, a text file: all end here
+        raise SrlabError(
+            f"{path}: not a loadable srlab checkpoint ({type(exc).__name__}); "
+            "only files of tensors and plain values are read, never arbitrary pickles"
+        ) from None
     if not isinstance(payload, dict) or "model" not in payload or "meta" not in payload:
         raise SrlabError(f"{path}: not an srlab checkpoint (no model/meta entries)")
     return payload

@@ -14,7 +14,7 @@ from srlab.data.degrade import downscale, mod_crop, upscale
 from srlab.data.images import IMAGE_SUFFIXES, load_rgb, save_png
 from srlab.device import resolve_device
 from srlab.errors import SrlabError
-from srlab.inference import super_resolve, to_tensor
+from srlab.inference import CHANNELS_LAST, super_resolve, to_tensor
 from srlab.losses import build_perceptual
 from srlab.metrics import psnr_y, ssim_y
 from srlab.params import Params
@@ -33,8 +33,9 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
     """Score bicubic and each model on every image of eval.sets; save each output as PNG."""
     scale = params.data.scale
     device = resolve_device(params.train.device)
-    perceptual = build_perceptual(params.loss.vgg_init, params.seed, params.eval.vgg_layers).to(device)
-    nets = {name: load_model(path, scale)[0].to(device) for name, path in models.items()}
+    perceptual = build_perceptual(params.loss.vgg_init, params.seed, params.eval.vgg_layers)
+    perceptual = perceptual.to(device, memory_format=CHANNELS_LAST)
+    nets = {name: load_model(path, scale)[0].to(device, memory_format=CHANNELS_LAST) for name, path in models.items()}
     rows = []
     for set_name in params.eval.sets:
         for path in tqdm(test_images(test_root / set_name), desc=f"evaluate {set_name}", unit="img", disable=None):

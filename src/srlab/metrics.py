@@ -29,11 +29,12 @@ def psnr_y(output: np.ndarray, target: np.ndarray, border: int) -> float:
     return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - size // 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
+def _gaussian_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """'valid' 11x11 Gaussian filter, applied as two 1-D passes (same result, 5x less work)."""
+    t = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(t**2) / (2 * sigma**2))
     g = g / g.sum()
-    return torch.outer(g, g)[None, None]
+    return F.conv2d(F.conv2d(x, g.view(1, 1, size, 1)), g.view(1, 1, 1, size))
 
 
 def ssim_y(output: np.ndarray, target: np.ndarray, border: int) -> float:
@@ -44,10 +45,9 @@ def ssim_y(output: np.ndarray, target: np.ndarray, border: int) -> float:
 
 def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    w = _gaussian_window()
-    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
-    var_a = F.conv2d(a * a, w) - mu_a**2
-    var_b = F.conv2d(b * b, w) - mu_b**2
-    cov = F.conv2d(a * b, w) - mu_a * mu_b
+    mu_a, mu_b = _gaussian_blur(a), _gaussian_blur(b)
+    var_a = _gaussian_blur(a * a) - mu_a**2
+    var_b = _gaussian_blur(b * b) - mu_b**2
+    cov = _gaussian_blur(a * b) - mu_a * mu_b
     ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return float(ssim_map.mean())

@@ -37,7 +37,7 @@ class DataParams:
     val_images: int = field(default=200, **_rule(min=1))
     scale: int = field(default=2, **_rule(choices=(2, 3, 4)))
     hr_size: int = field(default=64, **_rule(min=8))
-    patches_per_image: int = field(default=64, **_rule(min=1))
+    patches_per_image: int = field(default=48, **_rule(min=1))
     degradation: str = field(default="bicubic", **_rule(choices=DEGRADATIONS))
 
 
@@ -50,11 +50,11 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = field(default=30, **_rule(min=1))
-    perceptual_epochs: int = field(default=10, **_rule(min=1))
+    epochs: int = field(default=10, **_rule(min=1))
+    perceptual_epochs: int = field(default=3, **_rule(min=1))
     perceptual_init: str = field(default="mse", **_rule(choices=("mse", "scratch")))
     batch_size: int = field(default=16, **_rule(min=1))
-    lr: float = field(default=1e-3, **_rule(min_exclusive=0.0))
+    lr: float = field(default=3e-4, **_rule(min_exclusive=0.0))
     device: str = field(default="auto", **_rule(choices=DEVICES))
 
 
@@ -71,7 +71,7 @@ class LayerWeights:
 
 @dataclass(frozen=True)
 class LossParams:
-    vgg_weight: float = field(default=0.1, **_rule(min=0.0))
+    vgg_weight: float = field(default=1.0, **_rule(min=0.0))
     vgg_layers: LayerWeights = field(default_factory=LayerWeights)
     vgg_init: str = field(default="random", **_rule(choices_or_file=("imagenet", "random")))
 

@@ -22,6 +22,7 @@ from srlab.data.download import file_md5
 from srlab.data.patches import load_pairs
 from srlab.device import resolve_device, seed_everything
 from srlab.errors import SrlabError
+from srlab.inference import CHANNELS_LAST
 from srlab.losses import SRLoss, build_perceptual
 from srlab.models import build_model, count_parameters
 from srlab.params import Params
@@ -44,6 +45,8 @@ def train(job: TrainJob) -> dict:
     p = job.params
     seed_everything(p.seed)
     device = resolve_device(p.train.device)
+    # NHWC speeds cuDNN up; on CPU it slows the backward pass, so CPU keeps the default layout
+    layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
 
     # data: uint8 patches on the device, converted per batch
     train_set, val_set = _to_device(load_pairs(job.patches, "train"), device), _to_device(load_pairs(job.patches, "val"), device)
@@ -52,12 +55,13 @@ def train(job: TrainJob) -> dict:
     # a fixed slice of training patches, scored like validation, so the two curves compare
     train_probe = tuple(t[: len(val_set[0])] for t in train_set)
 
-    model = build_model(p.model, p.data.scale).to(device)
+    model = build_model(p.model, p.data.scale).to(device, memory_format=layout)
     if job.init_from is not None:
         start_model, _ = checkpoint.load_model(job.init_from, p.data.scale)
         model.load_state_dict(start_model.state_dict())
-    perceptual = build_perceptual(p.loss.vgg_init, p.seed, p.loss.vgg_layers).to(device)
+    perceptual = build_perceptual(p.loss.vgg_init, p.seed, p.loss.vgg_layers).to(device, memory_format=layout)
     objective = SRLoss(perceptual, job.vgg_weight)
+    scored = {"train": _Scored(train_probe, perceptual, layout), "val": _Scored(val_set, perceptual, layout)}
     optimizer = torch.optim.Adam(model.parameters(), lr=p.train.lr)
     generator = torch.Generator().manual_seed(p.seed)
 
@@ -89,7 +93,7 @@ def train(job: TrainJob) -> dict:
             running = torch.zeros((), device=device)
             for step in range(steps):
                 idx = order[step * p.train.batch_size : (step + 1) * p.train.batch_size].to(device)
-                lr, hr = _augment(_as_float(train_set[0][idx]), _as_float(train_set[1][idx]), generator)
+                lr, hr = _augment(_as_float(train_set[0][idx]), _as_float(train_set[1][idx]), generator, layout)
                 loss, _ = objective(model(lr), hr)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -98,8 +102,8 @@ def train(job: TrainJob) -> dict:
             row = {"epoch": epoch + 1, "train/loss": float(running) / steps}
             if not math.isfinite(row["train/loss"]):
                 raise SrlabError(f"{job.name}: loss became {row['train/loss']} in epoch {epoch + 1}; last good checkpoint kept at {last_path}")
-            row.update({f"train/{k}": v for k, v in _score(model, objective, train_probe).items()})
-            row.update({f"val/{k}": v for k, v in _score(model, objective, val_set).items()})
+            for split, patches in scored.items():
+                row.update({f"{split}/{k}": v for k, v in patches.score(model).items()})
             history.append(row)
             _log(live, row)
             bar.set_postfix(loss=f"{row['train/loss']:.4g}", val_mse=f"{row['val/l_mse']:.4g}")
@@ -108,14 +112,11 @@ def train(job: TrainJob) -> dict:
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "meta": {"fingerprint": fingerprint, "epoch": epoch + 1, "history": history},
             })
-        for key, value in history[-1].items():
-            if key != "epoch":
-                live.summary[key] = value
 
     meta = {
         "arch": p.model.name, "scale": p.data.scale, "upsample": p.model.upsample, "residual": p.model.residual,
         "parameters": count_parameters(model), "vgg_weight": job.vgg_weight, "epochs": job.epochs,
-        "backbone": describe_vgg(p.loss.vgg_init, p.seed), "device": str(device), "torch": torch.__version__,
+        "backbone": describe_vgg(p.loss.vgg_init, p.seed), "device": str(device), "torch": str(torch.__version__),
         "srlab": __version__, "history": history,
     }
     checkpoint.save(job.model_out, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta})
@@ -127,11 +128,11 @@ def _to_device(pairs, device) -> tuple[torch.Tensor, torch.Tensor]:
     return tuple(torch.from_numpy(a).permute(0, 3, 1, 2).contiguous().to(device) for a in (pairs.lr, pairs.hr))
 
 
-def _as_float(batch: torch.Tensor) -> torch.Tensor:
-    return batch.float().div_(255.0)
+def _as_float(batch: torch.Tensor, layout=torch.contiguous_format) -> torch.Tensor:
+    return batch.float().div_(255.0).contiguous(memory_format=layout)
 
 
-def _augment(lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator):
+def _augment(lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator, layout):
     """The same random flip / transpose (the 8 symmetries of a square) for each LR/HR pair."""
     flips = torch.randint(0, 2, (3, lr.shape[0]), generator=generator).bool().to(lr.device)
     out = []
@@ -139,23 +140,33 @@ def _augment(lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator):
         x = torch.where(flips[0, :, None, None, None], x.flip(-1), x)
         x = torch.where(flips[1, :, None, None, None], x.flip(-2), x)
         x = torch.where(flips[2, :, None, None, None], x.transpose(-1, -2), x)
-        out.append(x)
+        out.append(x.contiguous(memory_format=layout))
     return out
 
 
-@torch.no_grad()
-def _score(model, objective: SRLoss, pairs, batch: int = 64) -> dict[str, float]:
-    """Both loss terms, whatever the training weight, so MSE and perceptual runs share curves."""
-    model.eval()
-    total = {"l_mse": 0.0, "l_perceptual": 0.0}
-    lr_all, hr_all = pairs
-    for i in range(0, len(lr_all), batch):
-        lr, hr = _as_float(lr_all[i : i + batch]), _as_float(hr_all[i : i + batch])
-        out = model(lr).clamp(0, 1)
-        total["l_mse"] += float(torch.nn.functional.mse_loss(out, hr)) * len(lr)
-        total["l_perceptual"] += float(objective.perceptual(out, hr)) * len(lr)
-    model.train()
-    return {k: v / len(lr_all) for k, v in total.items()}
+class _Scored:
+    """A fixed set of patches scored every epoch on both loss terms, whatever the training weight,
+    so the MSE and perceptual runs share curves. Target features never change: computed once."""
+
+    def __init__(self, pairs, perceptual, layout, batch: int = 64):
+        self.perceptual, self.layout = perceptual, layout
+        self.batches = []
+        with torch.no_grad():
+            for i in range(0, len(pairs[0]), batch):
+                lr, hr = pairs[0][i : i + batch], _as_float(pairs[1][i : i + batch], layout)
+                self.batches.append((lr, hr, perceptual.extract(hr)))
+
+    @torch.no_grad()
+    def score(self, model) -> dict[str, float]:
+        model.eval()
+        total, count = {"l_mse": 0.0, "l_perceptual": 0.0}, 0
+        for lr, hr, target_features in self.batches:
+            out = model(_as_float(lr, self.layout)).clamp(0, 1)
+            total["l_mse"] += float(torch.nn.functional.mse_loss(out, hr)) * len(lr)
+            total["l_perceptual"] += float(self.perceptual.distance(self.perceptual.extract(out), target_features)) * len(lr)
+            count += len(lr)
+        model.train()
+        return {k: v / count for k, v in total.items()}
 
 
 def _log(live, row: dict) -> None:

@@ -24,9 +24,14 @@ class VGGPerceptualLoss(nn.Module):
         if not self.layer_weights:
             raise ValueError("at least one VGG layer needs a weight above 0")
         self.taps = {RELU_INDEX[name]: name for name in self.layer_weights}
-        self.features = features[: max(self.taps) + 1]
+        self.features = features[: max(self.taps) + 1].eval()  # slicing makes a new module in train mode
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.features.eval()  # the backbone is a fixed measuring instrument, never trained
+        return self
 
     def extract(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
         x = (img - self.mean) / self.std

@@ -1,0 +1,162 @@
+"""Downloads against a real HTTP server on 127.0.0.1: resume, checksums, errors, safe extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import threading
+import zipfile
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from srlab.data import sources
+from srlab.data.download import fetch, safe_extract
+from srlab.errors import SrlabError
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """Serves files with Range support; `cut_after` bytes ends the first full transfer early."""
+
+    cut_after: int | None = None
+    requests: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404, "Not Found")
+            return
+        data = path.read_bytes()
+        start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+        type(self).requests.append(start)
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        body = data[start:]
+        if type(self).cut_after is not None and not start:
+            body = body[: type(self).cut_after]  # the connection drops mid-transfer
+            type(self).cut_after = None
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    RangeHandler.cut_after, RangeHandler.requests = None, []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_full_download_is_verified(server, tmp_path):
+    root, url = server
+    payload = bytes(range(256)) * 4000
+    (root / "a.bin").write_bytes(payload)
+    dest = fetch(f"{url}/a.bin", tmp_path / "dl" / "a.bin", _md5(payload), backoff=0)
+    assert dest.read_bytes() == payload
+    fetch(f"{url}/a.bin", dest, _md5(payload), backoff=0)  # verified copy present: no request
+    assert RangeHandler.requests == [0]
+
+
+def test_interrupted_transfer_resumes_from_the_partial_file(server, tmp_path):
+    root, url = server
+    payload = bytes(range(256)) * 8000
+    (root / "a.bin").write_bytes(payload)
+    RangeHandler.cut_after = 300_000
+    dest = fetch(f"{url}/a.bin", tmp_path / "a.bin", _md5(payload), backoff=0)
+    assert dest.read_bytes() == payload
+    assert RangeHandler.requests == [0, 300_000]
+    assert not (tmp_path / "a.bin.part").exists()
+
+
+def test_checksum_mismatch_leaves_nothing_behind(server, tmp_path):
+    root, url = server
+    (root / "a.bin").write_bytes(b"tampered")
+    with pytest.raises(SrlabError, match="checksum mismatch"):
+        fetch(f"{url}/a.bin", tmp_path / "a.bin", _md5(b"original"), backoff=0)
+    assert not (tmp_path / "a.bin").exists() and not (tmp_path / "a.bin.part").exists()
+
+
+def test_missing_file_is_one_line_without_retries(server, tmp_path):
+    _, url = server
+    with pytest.raises(SrlabError, match="HTTP 404"):
+        fetch(f"{url}/nope.tar", tmp_path / "nope.tar", "0" * 32, backoff=0)
+    assert RangeHandler.requests == []
+
+
+def test_unreachable_host_says_how_to_work_offline(tmp_path):
+    with pytest.raises(SrlabError, match="SRLAB_DATA_MIRROR"):
+        fetch("http://127.0.0.1:9/x.tar", tmp_path / "x.tar", "0" * 32, retries=1, backoff=0, timeout=2)
+
+
+def _tar(path: Path, members: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+    with tarfile.open(path, "w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tf.addfile(info)
+    return path
+
+
+def test_archive_with_parent_member_is_refused(tmp_path):
+    archive = _tar(tmp_path / "evil.tar", {"ok/a.png": b"x", "../escape.txt": b"owned"})
+    with pytest.raises(SrlabError, match="outside its folder"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "out").exists()
+
+
+def test_archive_with_symlink_out_is_refused(tmp_path):
+    archive = _tar(tmp_path / "evil.tar", {"ok/a.png": b"x"}, links={"ok/link": "/etc/passwd"})
+    with pytest.raises(SrlabError, match="refusing link member"):
+        safe_extract(archive, tmp_path / "out")
+
+
+def test_zip_with_absolute_member_is_refused(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("/tmp/escape.txt", b"owned")
+    with pytest.raises(SrlabError, match="outside its folder"):
+        safe_extract(archive, tmp_path / "out")
+
+
+def test_test_set_downloads_in_the_official_layout(server, tmp_path, monkeypatch, photo):
+    """A benchmark.tar built like EDSR's, served locally, ends up as a folder of HR images."""
+    from PIL import Image
+
+    root, url = server
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="PNG")
+    archive = _tar(root / "benchmark.tar", {"benchmark/Set5/HR/baby.png": buffer.getvalue(),
+                                            "benchmark/Set5/LR_bicubic/X2/babyx2.png": buffer.getvalue()})
+    remote = sources.RemoteArchive(f"{url}/benchmark.tar", _md5(archive.read_bytes()), "benchmark/Set5/HR")
+    monkeypatch.setitem(sources.TEST_SETS, "Set5", remote)
+    monkeypatch.delenv("SRLAB_DATA_MIRROR", raising=False)
+    found = sources.test_set_dir("Set5", tmp_path / "downloads")
+    assert [p.name for p in found.iterdir()] == ["baby.png"]
+
+
+def test_mirror_folder_is_used_before_the_network(tmp_path, monkeypatch):
+    (tmp_path / "Set14").mkdir()
+    monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path))
+    assert sources.test_set_dir("Set14", tmp_path / "downloads") == tmp_path / "Set14"
+    monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path / "missing"))
+    with pytest.raises(SrlabError, match="SRLAB_DATA_MIRROR=.*is not a folder"):
+        sources.test_set_dir("Set14", tmp_path / "downloads")

@@ -1,0 +1,72 @@
+"""Every kind of image a user may drop in a folder is converted to RGB, or skipped with a reason."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srlab.data.images import UnusableImage, load_rgb
+
+
+def _save(tmp_path, name, image, **kwargs):
+    path = tmp_path / name
+    image.save(path, **kwargs)
+    return path
+
+
+def test_rgb_passes_through_unchanged(tmp_path, photo):
+    rgb, note = load_rgb(_save(tmp_path, "a.png", Image.fromarray(photo)))
+    assert note is None and np.array_equal(rgb, photo)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA"])
+def test_other_modes_become_rgb(tmp_path, photo, mode):
+    suffix = "jpg" if mode == "CMYK" else "png"
+    path = _save(tmp_path, f"a.{suffix}", Image.fromarray(photo).convert(mode))
+    rgb, note = load_rgb(path)
+    assert rgb.shape == photo.shape and rgb.dtype == np.uint8
+    assert note == f"converted from {mode}"
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
+    wide = (np.linspace(0, 65535, 40 * 30).reshape(30, 40)).astype(np.uint16)
+    path = _save(tmp_path, "deep.png", Image.fromarray(wide))
+    rgb, _ = load_rgb(path)
+    assert rgb[0, 0, 0] == 0 and rgb[-1, -1, 0] == 255
+    assert 120 < rgb[15, 20, 0] < 135
+
+
+def test_exif_orientation_is_applied(tmp_path, photo):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = _save(tmp_path, "turned.jpg", Image.fromarray(photo), exif=exif.tobytes(), quality=95)
+    rgb, _ = load_rgb(path)
+    assert rgb.shape == (photo.shape[1], photo.shape[0], 3)
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgb, _ = load_rgb(_save(tmp_path, "clear.png", Image.fromarray(rgba)))
+    assert (rgb == 255).all()
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [(b"", "empty file"), (b"this is not an image", "cannot decode"), (None, "cannot decode")],
+)
+def test_broken_files_are_unusable_with_a_reason(tmp_path, photo, content, reason):
+    path = tmp_path / "broken.png"
+    if content is None:  # a truncated PNG: the first half of a real one
+        buffer = io.BytesIO()
+        Image.fromarray(photo).save(buffer, format="PNG")
+        content = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    path.write_bytes(content)
+    with pytest.raises(UnusableImage, match=reason):
+        load_rgb(path)
+
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path, photo):
+    path = _save(tmp_path, "big.png", Image.fromarray(photo))
+    with pytest.raises(UnusableImage, match="over the limit"):
+        load_rgb(path, max_pixels=100)

@@ -1,0 +1,74 @@
+"""Parameters: params.yaml declares every key, and a bad key or value stops with one clear line."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from conftest import REPO
+from srlab.errors import SrlabError
+from srlab.params import Params, load_params, parse_params
+
+
+def _keys(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _keys(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key
+
+
+def test_params_yaml_declares_every_key_with_the_library_default():
+    # dvc exp run -S refuses keys the file lacks, so each one must be there
+    on_disk = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert set(_keys(on_disk)) == set(_keys(Params().to_dict()))
+    assert load_params(REPO / "params.yaml") == Params()
+
+
+def test_the_interface_key_loss_vgg_weight_exists():
+    assert load_params(REPO / "params.yaml", ["loss.vgg_weight=0.3"]).loss.vgg_weight == 0.3
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"loss": {"vgg_wieght": 0.3}}, "loss.vgg_wieght: unknown parameter; did you mean loss.vgg_weight?"),
+        ({"model": {"name": "srcn"}}, "model.name: 'srcn' is not one of srcnn; did you mean 'srcnn'?"),
+        ({"train": {"epochs": "ten"}}, "train.epochs: expected an integer, got 'ten'"),
+        ({"train": {"lr": 0}}, "train.lr: must be greater than 0.0"),
+        ({"data": {"scale": 5}}, "data.scale: 5 is not one of 2, 3, 4"),
+        ({"loss": {"vgg_layers": {"relu2_2": -1}}}, "loss.vgg_layers.relu2_2: must be at least 0.0"),
+        ({"loss": {"vgg_layers": {"relu5_3": 1}}}, "loss.vgg_layers.relu5_3: unknown parameter"),
+        ({"eval": {"sets": ["Set6"]}}, "eval.sets: 'Set6' is not one of Set5, Set14; did you mean 'Set5'?"),
+        ({"loss": {"vgg_init": "missing.pth"}}, "loss.vgg_init: 'missing.pth' is neither 'imagenet' nor 'random' nor an existing file"),
+        ({"train": {"residual": True}}, "train.residual: unknown parameter"),
+        ({"model": {"residual": "yes"}}, "model.residual: expected true or false, got 'yes'"),
+    ],
+)
+def test_bad_parameters_name_the_key_the_value_and_what_is_allowed(raw, message):
+    with pytest.raises(SrlabError) as err:
+        parse_params(raw, source="params.yaml")
+    assert str(err.value).startswith("params.yaml: ")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_overrides_parse_values_as_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\n")
+    p = load_params(path, ["train.epochs=3", "eval.sets=[Set5]", "model.residual=false"])
+    assert (p.seed, p.train.epochs, p.eval.sets, p.model.residual) == (1, 3, ("Set5",), False)
+
+
+def test_unreadable_params_file_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data: [unclosed\n")
+    with pytest.raises(SrlabError, match="params.yaml: not valid YAML"):
+        load_params(path)
+    with pytest.raises(SrlabError, match="no such parameter file"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_params_are_immutable():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Params().train.epochs = 3

@@ -1,0 +1,109 @@
+"""The VGG16 perceptual loss: which layers are tapped, how they are weighted, and that VGG is frozen."""
+
+import pytest
+import torch
+from torch import nn
+
+import srlab.backbones as backbones
+from srlab.errors import SrlabError
+from srlab.losses import SRLoss, build_perceptual
+from srlab.losses.perceptual import RELU_INDEX, VGGPerceptualLoss
+from srlab.params import LayerWeights
+
+
+@pytest.fixture(scope="module")
+def features():
+    return backbones.vgg16_features("random", seed=0)
+
+
+def test_taps_are_the_relus_after_conv1_2_conv2_2_conv3_3_conv4_3(features):
+    # relu_k_m follows the m-th conv of block k, whose output widths are 64, 128, 256, 512
+    widths = {"relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512}
+    for name, index in RELU_INDEX.items():
+        assert isinstance(features[index], nn.ReLU), name
+        assert isinstance(features[index - 1], nn.Conv2d) and features[index - 1].out_channels == widths[name]
+        convs_in_block = [m for m in features[: index + 1] if isinstance(m, nn.Conv2d)]
+        assert len(convs_in_block) == {"relu1_2": 2, "relu2_2": 4, "relu3_3": 7, "relu4_3": 10}[name]
+
+
+def test_network_is_cut_after_the_deepest_weighted_layer(features):
+    loss = VGGPerceptualLoss(features, {"relu1_2": 1.0, "relu2_2": 0.5, "relu3_3": 0.0, "relu4_3": 0.0})
+    assert len(loss.features) == RELU_INDEX["relu2_2"] + 1
+    assert set(loss.extract(torch.rand(1, 3, 16, 16))) == {"relu1_2", "relu2_2"}
+
+
+def test_layer_weights_scale_each_term(features):
+    out, target = torch.rand(1, 3, 24, 24), torch.rand(1, 3, 24, 24)
+    one = VGGPerceptualLoss(features, {"relu1_2": 1.0})(out, target)
+    three = VGGPerceptualLoss(features, {"relu1_2": 3.0})(out, target)
+    both = VGGPerceptualLoss(features, {"relu1_2": 1.0, "relu2_2": 1.0})(out, target)
+    only2 = VGGPerceptualLoss(features, {"relu2_2": 1.0})(out, target)
+    torch.testing.assert_close(three, 3 * one)
+    torch.testing.assert_close(both, one + only2)
+
+
+def test_inputs_are_imagenet_normalised(features):
+    loss = VGGPerceptualLoss(features, {"relu1_2": 1.0})
+    grey = torch.full((1, 3, 8, 8), 0.5)
+    expected = features[:4]((grey - loss.mean) / loss.std)
+    torch.testing.assert_close(loss.extract(grey)["relu1_2"], expected)
+
+
+def test_vgg_is_frozen_and_gradients_reach_the_output(features):
+    loss = build_perceptual("random", 0, LayerWeights())
+    assert not any(p.requires_grad for p in loss.parameters())
+    assert not loss.features.training
+    out = torch.rand(1, 3, 16, 16, requires_grad=True)
+    loss(out, torch.rand(1, 3, 16, 16)).backward()
+    assert out.grad is not None and out.grad.abs().sum() > 0
+
+
+def test_random_backbone_is_seeded_and_leaves_training_rng_alone():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = backbones.vgg16_features("random", seed=7)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = backbones.vgg16_features("random", seed=7)
+    c = backbones.vgg16_features("random", seed=8)
+    assert torch.equal(a[0].weight, b[0].weight) and not torch.equal(a[0].weight, c[0].weight)
+
+
+def test_total_loss_is_mse_plus_weighted_perceptual():
+    perceptual = build_perceptual("random", 0, LayerWeights())
+    out, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    total, terms = SRLoss(perceptual, 0.3)(out, target)
+    torch.testing.assert_close(total, terms["l_mse"] + 0.3 * terms["l_perceptual"])
+    total, terms = SRLoss(perceptual, 0.0)(out, target)
+    assert set(terms) == {"l_mse"}
+
+
+def test_missing_imagenet_weights_stop_with_one_line_naming_the_way_out(monkeypatch, tmp_path):
+    def offline(**kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(backbones.IMAGENET, "get_state_dict", offline, raising=False)
+    monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path))
+    with pytest.raises(SrlabError) as err:
+        backbones.vgg16_features("imagenet", seed=0)
+    assert "loss.vgg_init=random" in str(err.value) and "SRLAB_DATA_MIRROR" in str(err.value)
+
+
+def test_weights_from_a_file_are_loaded_without_unpickling_code(tmp_path, features):
+    good = tmp_path / "vgg.pth"
+    torch.save(torchvision_vgg_state(), good)
+    assert isinstance(backbones.vgg16_features(str(good), seed=0), nn.Sequential)
+    bad = tmp_path / "other.pth"
+    torch.save({"weight": torch.zeros(1)}, bad)
+    with pytest.raises(SrlabError, match="not a torchvision VGG16 state dict"):
+        backbones.vgg16_features(str(bad), seed=0)
+
+
+def torchvision_vgg_state():
+    from torchvision.models import vgg16
+
+    return vgg16(weights=None).state_dict()
+
+
+def test_backbone_stays_in_eval_mode_when_the_loss_is_put_in_train_mode():
+    loss = build_perceptual("random", 0, LayerWeights()).train()
+    assert not loss.features.training

@@ -1,0 +1,127 @@
+"""The DVC pipeline end to end, in a temporary copy of this repository, on tiny parameters."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, mirror_or_skip
+
+TINY = {
+    "data": {"hr_size": 32, "patches_per_image": 8},
+    "train": {"epochs": 2, "perceptual_epochs": 1, "batch_size": 8, "device": "cpu"},
+    "eval": {"sets": ["Set5"]},
+    "plots": {"crop": 64},
+}
+
+
+def _env(mirror: Path | None) -> dict:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env.pop("SRLAB_DATA_MIRROR", None)
+    if mirror:
+        env["SRLAB_DATA_MIRROR"] = str(mirror)
+    return env
+
+
+def _run(cmd: str, cwd: Path, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if ok and done.returncode:
+        pytest.fail(f"{cmd} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+def _stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", output))
+
+
+def _deep_update(tree: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        tree[key] = _deep_update(tree.get(key, {}), value) if isinstance(value, dict) else value
+    return tree
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A fresh git + DVC project holding this repo's code and tiny params (no outputs copied)."""
+    mirror = mirror_or_skip()
+    repo = tmp_path_factory.mktemp("project")
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
+    for name in listed.stdout.splitlines():
+        if name == "dvc.lock" or name.startswith(("reports/", "data/", "models/", "tests/", "docs/")):
+            continue
+        if (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    params = _deep_update(yaml.safe_load((repo / "params.yaml").read_text()), TINY)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = _env(mirror)
+    _run("git init -q -b main && git add -A && git commit -qm tiny", repo, env)
+    return repo, env
+
+
+@pytest.mark.slow
+def test_repro_then_vgg_weight_experiment_reruns_only_what_depends_on_it(project):
+    repo, env = project
+    first = _run("dvc repro", repo, env)
+    assert _stages_run(first.stdout) == {"download", "prepare", "train_mse", "train_perceptual", "evaluate", "plots"}
+    for out in ("reports/metrics.json", "reports/per_image.csv", "reports/curves_mse.png",
+                "reports/curves_perceptual.png", "reports/figures/Set5/baby.png", "models/srcnn_perceptual.pt"):
+        assert (repo / out).is_file(), out
+    _run("git add -A && git commit -qm baseline", repo, env)
+
+    again = _run("dvc repro", repo, env)
+    assert _stages_run(again.stdout) == set()
+
+    experiment = _run("dvc exp run -S loss.vgg_weight=0.3", repo, env)
+    assert _stages_run(experiment.stdout) == {"train_perceptual", "evaluate", "plots"}
+
+    diff = _run("dvc metrics diff --json", repo, env)
+    assert "Set5.srcnn_perceptual.psnr" in diff.stdout
+    assert "Set5.bicubic.psnr" not in diff.stdout  # the baseline did not move
+
+
+def _stage(repo: Path, env: dict, script: str, args: str, params: dict) -> subprocess.CompletedProcess:
+    (repo / "case.yaml").write_text(yaml.safe_dump(params))
+    return _run(f"python stages/{script}.py --params case.yaml {args}", repo, env, ok=False)
+
+
+def _one_line_error(done: subprocess.CompletedProcess, *needles: str) -> None:
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+@pytest.mark.slow
+def test_misspelt_parameter_stops_with_one_line(project):
+    repo, env = project
+    done = _stage(repo, env, "download", "--out data/x --downloads data/dl", {"loss": {"vgg_wieght": 0.3}})
+    _one_line_error(done, "case.yaml: loss.vgg_wieght: unknown parameter; did you mean loss.vgg_weight?")
+
+
+@pytest.mark.slow
+def test_missing_mirror_offline_stops_with_one_line(project, tmp_path):
+    repo, env = project
+    offline = dict(env, SRLAB_DATA_MIRROR=str(tmp_path / "no-such-mirror"))
+    done = _stage(repo, offline, "download", f"--out {tmp_path}/raw --downloads {tmp_path}/dl", {})
+    _one_line_error(done, "SRLAB_DATA_MIRROR=", "is not a folder")
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.slow
+def test_empty_training_folder_stops_with_one_line(project, tmp_path):
+    repo, env = project
+    (tmp_path / "empty").mkdir()
+    params = {"data": {"train_source": "folder", "train_dir": str(tmp_path / "empty")}}
+    done = _stage(repo, env, "download", f"--out {tmp_path}/raw --downloads {tmp_path}/dl", params)
+    _one_line_error(done, "data.train_dir=", "no image files found")

@@ -1,0 +1,98 @@
+"""Training: same seed same weights, an interrupted run resumes to the same result, bad losses stop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from srlab import checkpoint
+from srlab.data.patches import crop_pairs, save_pairs
+from srlab.errors import SrlabError
+from srlab.params import parse_params
+from srlab.training import TrainJob, train
+
+
+@pytest.fixture
+def patches(tmp_path, photo, rng):
+    folder = tmp_path / "patches"
+    save_pairs(folder, "train", crop_pairs(photo, 2, 16, 24, "bicubic", rng))
+    save_pairs(folder, "val", crop_pairs(photo, 2, 16, 8, "bicubic", rng))
+    return folder
+
+
+def _job(tmp_path, patches, run: str, **params) -> TrainJob:
+    p = parse_params({"train": {"batch_size": 8, "device": "cpu", **params}})
+    return TrainJob(name="t", params=p, vgg_weight=0.5, epochs=p.train.epochs, patches=patches,
+                    model_out=tmp_path / run / "model.pt", live_dir=tmp_path / run / "live",
+                    checkpoint_dir=tmp_path / run / "ckpt")
+
+
+def _weights(path):
+    return checkpoint.load(path)["model"]
+
+
+def test_same_seed_gives_identical_weights_and_curves(tmp_path, patches):
+    a = train(_job(tmp_path, patches, "a", epochs=2))
+    b = train(_job(tmp_path, patches, "b", epochs=2))
+    assert a["history"] == b["history"]
+    for key, value in _weights(tmp_path / "a" / "model.pt").items():
+        assert torch.equal(value, _weights(tmp_path / "b" / "model.pt")[key])
+    assert (tmp_path / "a" / "live" / "plots" / "metrics" / "val" / "l_perceptual.tsv").is_file()
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, patches, monkeypatch):
+    train(_job(tmp_path, patches, "straight", epochs=3))
+
+    real_save, saves = checkpoint.save, []
+
+    def save_then_die(path, payload):
+        real_save(path, payload)
+        saves.append(path)
+        if len(saves) == 2:  # killed right after the second epoch's checkpoint
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(_job(tmp_path, patches, "resumed", epochs=3))
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    resumed = train(_job(tmp_path, patches, "resumed", epochs=3))
+
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
+    straight = _weights(tmp_path / "straight" / "model.pt")
+    for key, value in _weights(tmp_path / "resumed" / "model.pt").items():
+        assert torch.equal(value, straight[key]), key
+
+
+def test_checkpoint_of_other_params_is_not_resumed(tmp_path, patches):
+    train(_job(tmp_path, patches, "a", epochs=1))
+    other = _job(tmp_path, patches, "a", epochs=1, lr=0.01)
+    assert train(other)["history"][0]["epoch"] == 1  # started over rather than reusing the lr=3e-4 run
+
+
+def test_a_diverging_loss_stops_with_the_epoch_and_keeps_the_checkpoint(tmp_path, patches):
+    with pytest.raises(SrlabError, match=r"loss became (nan|inf) in epoch 1"):
+        train(_job(tmp_path, patches, "boom", epochs=2, lr=1e30))
+
+
+def test_batch_larger_than_the_data_is_a_parameter_error(tmp_path, patches):
+    with pytest.raises(SrlabError, match="train.batch_size: 64 is more than the 24 training patches"):
+        train(_job(tmp_path, patches, "x", epochs=1, batch_size=64))
+
+
+def test_model_file_loads_weights_only_and_refuses_other_scales(tmp_path, patches):
+    train(_job(tmp_path, patches, "m", epochs=1))
+    model, meta = checkpoint.load_model(tmp_path / "m" / "model.pt", scale=2)
+    assert meta["arch"] == "srcnn" and "random init" in meta["backbone"]
+    with pytest.raises(SrlabError, match="trained for x2, but data.scale is 3"):
+        checkpoint.load_model(tmp_path / "m" / "model.pt", scale=3)
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"model": Exploit(), "meta": {}}, hostile)
+    with pytest.raises(SrlabError, match="never arbitrary pickles"):
+        checkpoint.load(hostile)
