@@ -28,7 +28,8 @@ def loss_curves(live_dirs: dict[str, Path], term: str, out: Path, backbone: str)
         for split, style in (("train", "--"), ("val", "-")):
             curve = read_curve(live_dir, split, term)
             ax.plot(curve["step"] + 1, curve[term], style, color=colour, label=f"{model} {split}")
-    ax.set(xlabel="epoch", ylabel=TERMS[term], yscale="log", title=f"{TERMS[term]}, {backbone}")
+    ax.set(xlabel="epoch of each run", ylabel=TERMS[term], yscale="log")
+    ax.set_title(f"{TERMS[term]} against epoch\nperceptual backbone: {backbone}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, out)
@@ -50,7 +51,7 @@ def comparison_figure(hr_path: Path, outputs: dict[str, Path], scores: pd.DataFr
             title += f"\n{scores.loc[name, 'psnr']:.2f} dB / {scores.loc[name, 'ssim']:.4f}"
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.suptitle(f"{hr_path.parent.name} / {hr_path.stem}, centre {size}px", fontsize=10)
+    fig.supxlabel(f"{hr_path.parent.name} / {hr_path.stem}: centre {size}px crop; Y-PSNR / Y-SSIM of the whole image", fontsize=9)
     _save(fig, out)
 
 
