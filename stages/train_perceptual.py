@@ -3,19 +3,22 @@
 Starts from the MSE model's weights unless train.perceptual_init is `scratch`.
 """
 
+from dvclive import Live
+
 from srlab.entry import run, stage_paths
 from srlab.params import load_params
-from srlab.training import TrainJob, train
+from srlab.training import TrainJob, dvclive_logger, train
 
 
 def main():
     args = stage_paths("patches", "init", "out", "live", "checkpoints")
     p = load_params(args.params)
-    meta = train(TrainJob(
-        name="srcnn_perceptual", params=p, vgg_weight=p.loss.vgg_weight, epochs=p.train.perceptual_epochs,
-        patches=args.patches, model_out=args.out, live_dir=args.live, checkpoint_dir=args.checkpoints,
-        init_from=args.init if p.train.perceptual_init == "mse" else None,
-    ))
+    with Live(str(args.live), dvcyaml=None, save_dvc_exp=False) as live:
+        meta = train(TrainJob(
+            name="srcnn_perceptual", params=p, vgg_weight=p.loss.vgg_weight, epochs=p.train.perceptual_epochs,
+            patches=args.patches, model_out=args.out, checkpoint_dir=args.checkpoints,
+            init_from=args.init if p.train.perceptual_init == "mse" else None,
+        ), log=dvclive_logger(live))
     last = meta["history"][-1]
     print(f"train_perceptual: {meta['epochs']} epochs on {meta['device']}, backbone {meta['backbone']}, "
           f"val MSE {last['val/l_mse']:.5f}, val perceptual {last['val/l_perceptual']:.5f}")

@@ -23,8 +23,7 @@ def patches(tmp_path, photo, rng):
 def _job(tmp_path, patches, run: str, **params) -> TrainJob:
     p = parse_params({"train": {"batch_size": 8, "device": "cpu", **params}})
     return TrainJob(name="t", params=p, vgg_weight=0.5, epochs=p.train.epochs, patches=patches,
-                    model_out=tmp_path / run / "model.pt", live_dir=tmp_path / run / "live",
-                    checkpoint_dir=tmp_path / run / "ckpt")
+                    model_out=tmp_path / run / "model.pt", checkpoint_dir=tmp_path / run / "ckpt")
 
 
 def _weights(path):
@@ -32,12 +31,24 @@ def _weights(path):
 
 
 def test_same_seed_gives_identical_weights_and_curves(tmp_path, patches):
-    a = train(_job(tmp_path, patches, "a", epochs=2))
+    logged = []
+    a = train(_job(tmp_path, patches, "a", epochs=2), log=logged.append)
     b = train(_job(tmp_path, patches, "b", epochs=2))
-    assert a["history"] == b["history"]
+    assert a["history"] == b["history"] == logged
+    assert set(logged[0]) == {"epoch", "train/loss", "train/l_mse", "train/l_perceptual", "val/l_mse", "val/l_perceptual"}
     for key, value in _weights(tmp_path / "a" / "model.pt").items():
         assert torch.equal(value, _weights(tmp_path / "b" / "model.pt")[key])
-    assert (tmp_path / "a" / "live" / "plots" / "metrics" / "val" / "l_perceptual.tsv").is_file()
+
+
+def test_curves_reach_dvclive_one_step_per_epoch(tmp_path, patches):
+    from dvclive import Live
+
+    from srlab.training import dvclive_logger
+
+    with Live(str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
+        train(_job(tmp_path, patches, "a", epochs=2), log=dvclive_logger(live))
+    curve = (tmp_path / "live" / "plots" / "metrics" / "val" / "l_perceptual.tsv").read_text().splitlines()
+    assert curve[0] == "step\tl_perceptual" and len(curve) == 3
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, patches, monkeypatch):
@@ -55,9 +66,11 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, patches, monkeypa
     with pytest.raises(KeyboardInterrupt):
         train(_job(tmp_path, patches, "resumed", epochs=3))
     monkeypatch.setattr(checkpoint, "save", real_save)
-    resumed = train(_job(tmp_path, patches, "resumed", epochs=3))
+    replayed = []
+    resumed = train(_job(tmp_path, patches, "resumed", epochs=3), log=replayed.append)
 
     assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
+    assert replayed == resumed["history"]  # the curves of the epochs before the crash are logged again
     straight = _weights(tmp_path / "straight" / "model.pt")
     for key, value in _weights(tmp_path / "resumed" / "model.pt").items():
         assert torch.equal(value, straight[key]), key

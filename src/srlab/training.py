@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -36,12 +37,12 @@ class TrainJob:
     epochs: int
     patches: Path  # folder written by the prepare stage
     model_out: Path
-    live_dir: Path
     checkpoint_dir: Path
     init_from: Path | None = None  # a model file whose weights start training
 
 
-def train(job: TrainJob) -> dict:
+def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None) -> dict:
+    """Train, calling `log(row)` once per epoch (also for epochs replayed from a checkpoint)."""
     p = job.params
     seed_everything(p.seed)
     device = resolve_device(p.train.device)
@@ -79,39 +80,36 @@ def train(job: TrainJob) -> dict:
             start_epoch, history = state["meta"]["epoch"], state["meta"]["history"]
             print(f"{job.name}: resuming from {last_path} after epoch {start_epoch}")
 
-    from dvclive import Live  # imported late: it is slow to import and only needed here
-
-    with Live(str(job.live_dir), dvcyaml=None, save_dvc_exp=False) as live:
-        for row in history:  # DVC cleared the outs before this run: replay the curves we keep
-            _log(live, row)
-        n = len(train_set[0])
-        steps = n // p.train.batch_size
-        bar = tqdm(range(start_epoch, job.epochs), desc=job.name, unit="epoch", initial=start_epoch, total=job.epochs, disable=None)
-        for epoch in bar:
-            model.train()
-            order = torch.randperm(n, generator=generator)
-            running = torch.zeros((), device=device)
-            for step in range(steps):
-                idx = order[step * p.train.batch_size : (step + 1) * p.train.batch_size].to(device)
-                lr, hr = _augment(_as_float(train_set[0][idx]), _as_float(train_set[1][idx]), generator, layout)
-                loss, _ = objective(model(lr), hr)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                running += loss.detach()
-            row = {"epoch": epoch + 1, "train/loss": float(running) / steps}
-            if not math.isfinite(row["train/loss"]):
-                raise SrlabError(f"{job.name}: loss became {row['train/loss']} in epoch {epoch + 1}; last good checkpoint kept at {last_path}")
-            for split, patches in scored.items():
-                row.update({f"{split}/{k}": v for k, v in patches.score(model).items()})
-            history.append(row)
-            _log(live, row)
-            bar.set_postfix(loss=f"{row['train/loss']:.4g}", val_mse=f"{row['val/l_mse']:.4g}")
-            checkpoint.save(last_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "meta": {"fingerprint": fingerprint, "epoch": epoch + 1, "history": history},
-            })
+    for row in history:  # DVC cleared the outs before this run: replay the curves we keep
+        log(row)
+    n = len(train_set[0])
+    steps = n // p.train.batch_size
+    bar = tqdm(range(start_epoch, job.epochs), desc=job.name, unit="epoch", initial=start_epoch, total=job.epochs, disable=None)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        running = torch.zeros((), device=device)
+        for step in range(steps):
+            idx = order[step * p.train.batch_size : (step + 1) * p.train.batch_size].to(device)
+            lr, hr = _augment(_as_float(train_set[0][idx]), _as_float(train_set[1][idx]), generator, layout)
+            loss, _ = objective(model(lr), hr)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.detach()
+        row = {"epoch": epoch + 1, "train/loss": float(running) / steps}
+        if not math.isfinite(row["train/loss"]):
+            raise SrlabError(f"{job.name}: loss became {row['train/loss']} in epoch {epoch + 1}; last good checkpoint kept at {last_path}")
+        for split, patches in scored.items():
+            row.update({f"{split}/{k}": v for k, v in patches.score(model).items()})
+        history.append(row)
+        log(row)
+        bar.set_postfix(loss=f"{row['train/loss']:.4g}", val_mse=f"{row['val/l_mse']:.4g}")
+        checkpoint.save(last_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "meta": {"fingerprint": fingerprint, "epoch": epoch + 1, "history": history},
+        })
 
     meta = {
         "arch": p.model.name, "scale": p.data.scale, "upsample": p.model.upsample, "residual": p.model.residual,
@@ -169,11 +167,16 @@ class _Scored:
         return {k: v / count for k, v in total.items()}
 
 
-def _log(live, row: dict) -> None:
-    for key, value in row.items():
-        if key != "epoch":
-            live.log_metric(key, value)
-    live.next_step()
+def dvclive_logger(live) -> Callable[[dict], None]:
+    """Per-epoch rows into a dvclive.Live: one step per epoch, `split/term` metric names."""
+
+    def log(row: dict) -> None:
+        for key, value in row.items():
+            if key != "epoch":
+                live.log_metric(key, value)
+        live.next_step()
+
+    return log
 
 
 def _fingerprint(job: TrainJob) -> str:
