@@ -10,7 +10,7 @@ CHANNELS_LAST = torch.channels_last  # NHWC: faster convolutions on CPU (oneDNN)
 
 
 def to_tensor(img: np.ndarray, device) -> torch.Tensor:
-    t = torch.from_numpy(img).permute(2, 0, 1)[None].to(device).float().div_(255.0)
+    t = torch.tensor(img).permute(2, 0, 1)[None].to(device).float().div_(255.0)  # copy: PIL arrays are read-only
     return t.contiguous(memory_format=CHANNELS_LAST)
 
 
