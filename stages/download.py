@@ -7,7 +7,7 @@ import shutil
 
 from srlab.backbones import vgg16_features
 from srlab.data.download import file_md5
-from srlab.data.sources import copy_images, split_train_val, test_set_dir, training_images
+from srlab.data.sources import TEST_SETS, copy_images, mirror_dir, split_train_val, test_set_dir, training_images
 from srlab.entry import run, stage_paths
 from srlab.fileio import write_json
 from srlab.params import load_params
@@ -33,7 +33,9 @@ def main():
         found = test_set_dir(name, args.downloads)
         files = sorted(f for f in found.iterdir() if f.is_file())
         copy_images(files, staging / "test" / name, numbered=False)
-        manifest["test"][name] = {"from": str(found), "md5": {f.name: file_md5(f) for f in files}}
+        # the source kind, not its path: the output must hash the same on every machine
+        origin = "SRLAB_DATA_MIRROR" if mirror_dir() and mirror_dir() in found.parents else TEST_SETS[name].url
+        manifest["test"][name] = {"from": origin, "md5": {f.name: file_md5(f) for f in files}}
     write_json(staging / "manifest.json", manifest)
 
     shutil.rmtree(args.out, ignore_errors=True)

@@ -109,3 +109,11 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     torch.save({"model": Exploit(), "meta": {}}, hostile)
     with pytest.raises(SrlabError, match="never arbitrary pickles"):
         checkpoint.load(hostile)
+
+
+def test_identical_weights_give_byte_identical_files(tmp_path):
+    # dvc.lock hashes model files: the same weights must hash the same
+    payload = {"model": {"w": torch.arange(6.0)}, "meta": {"arch": "srcnn"}}
+    checkpoint.save(tmp_path / "a.pt", payload)
+    checkpoint.save(tmp_path / "b.pt", payload)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

@@ -14,8 +14,10 @@ from srlab.params import ModelParams
 
 
 def save(path: Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # through a file object: given a path, torch names the archive's inner folder after the
+    # (random) temporary file, and identical weights would hash differently in dvc.lock
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def load(path: Path) -> dict:
