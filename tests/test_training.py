@@ -82,6 +82,24 @@ def test_checkpoint_of_other_params_is_not_resumed(tmp_path, patches):
     assert train(other)["history"][0]["epoch"] == 1  # started over rather than reusing the lr=3e-4 run
 
 
+def test_checkpoint_made_by_other_srlab_code_is_not_resumed(tmp_path, patches, monkeypatch):
+    import srlab.training as training
+
+    train(_job(tmp_path, patches, "a", epochs=1))
+    real_save, epoch_checkpoints = checkpoint.save, []
+
+    def counting_save(path, payload):
+        epoch_checkpoints.extend([path] if path.name == "last.pt" else [])
+        real_save(path, payload)
+
+    monkeypatch.setattr(checkpoint, "save", counting_save)
+    train(_job(tmp_path, patches, "a", epochs=1))
+    assert epoch_checkpoints == []  # same code: resumed after its last epoch, nothing trained
+    monkeypatch.setattr(training, "_code_digest", lambda: "edited")
+    train(_job(tmp_path, patches, "a", epochs=1))
+    assert len(epoch_checkpoints) == 1  # edited code: trained its epoch afresh
+
+
 def test_a_diverging_loss_stops_with_the_epoch_and_keeps_the_checkpoint(tmp_path, patches):
     with pytest.raises(SrlabError, match=r"loss became (nan|inf) in epoch 1"):
         train(_job(tmp_path, patches, "boom", epochs=2, lr=1e30))

@@ -29,6 +29,9 @@ from srlab.models import build_model, count_parameters
 from srlab.params import Params
 
 
+SCORED_PATCHES = 1024  # bounds the cached target features (~1 GB at 240 px) on large datasets
+
+
 @dataclass(frozen=True)
 class TrainJob:
     name: str  # e.g. srcnn_mse; names the curves and the checkpoint folder
@@ -53,8 +56,10 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None) -> dict
     train_set, val_set = _to_device(load_pairs(job.patches, "train"), device), _to_device(load_pairs(job.patches, "val"), device)
     if p.train.batch_size > len(train_set[0]):
         raise SrlabError(f"train.batch_size: {p.train.batch_size} is more than the {len(train_set[0])} training patches")
-    # a fixed slice of training patches, scored like validation, so the two curves compare
-    train_probe = tuple(t[: len(val_set[0])] for t in train_set)
+    # curves are scored on fixed, evenly spaced samples (all of val when it is small), and the
+    # train sample is scored like val, so the two curves compare
+    val_probe = _spread(val_set, SCORED_PATCHES)
+    train_probe = _spread(train_set, len(val_probe[0]))
 
     model = build_model(p.model, p.data.scale).to(device, memory_format=layout)
     if job.init_from is not None:
@@ -62,7 +67,7 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None) -> dict
         model.load_state_dict(start_model.state_dict())
     perceptual = build_perceptual(p.loss.vgg_init, p.seed, p.loss.vgg_layers).to(device, memory_format=layout)
     objective = SRLoss(perceptual, job.vgg_weight)
-    scored = {"train": _Scored(train_probe, perceptual, layout), "val": _Scored(val_set, perceptual, layout)}
+    scored = {"train": _Scored(train_probe, perceptual, layout), "val": _Scored(val_probe, perceptual, layout)}
     optimizer = torch.optim.Adam(model.parameters(), lr=p.train.lr)
     generator = torch.Generator().manual_seed(p.seed)
 
@@ -126,6 +131,11 @@ def _to_device(pairs, device) -> tuple[torch.Tensor, torch.Tensor]:
     return tuple(torch.from_numpy(a).permute(0, 3, 1, 2).contiguous().to(device) for a in (pairs.lr, pairs.hr))
 
 
+def _spread(pairs, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    step = max(1, len(pairs[0]) // count)
+    return tuple(t[::step][:count] for t in pairs)
+
+
 def _as_float(batch: torch.Tensor, layout=torch.contiguous_format) -> torch.Tensor:
     return batch.float().div_(255.0).contiguous(memory_format=layout)
 
@@ -179,9 +189,18 @@ def dvclive_logger(live) -> Callable[[dict], None]:
     return log
 
 
+def _code_digest() -> str:
+    """srlab's own source: after a code change DVC re-runs the stage, and it must not resume."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _fingerprint(job: TrainJob) -> str:
     parts = {
-        "params": job.params.to_dict(), "vgg_weight": job.vgg_weight, "epochs": job.epochs, "srlab": __version__,
+        "params": job.params.to_dict(), "vgg_weight": job.vgg_weight, "epochs": job.epochs, "code": _code_digest(),
         "data": [file_md5(job.patches / f"{s}_{k}.npy") for s in ("train", "val") for k in ("hr", "lr")],
         "init": file_md5(job.init_from) if job.init_from else None,
     }
