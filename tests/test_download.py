@@ -146,7 +146,7 @@ def test_test_set_downloads_in_the_official_layout(server, tmp_path, monkeypatch
     Image.fromarray(photo).save(buffer, format="PNG")
     archive = _tar(root / "benchmark.tar", {"benchmark/Set5/HR/baby.png": buffer.getvalue(),
                                             "benchmark/Set5/LR_bicubic/X2/babyx2.png": buffer.getvalue()})
-    remote = sources.RemoteArchive(f"{url}/benchmark.tar", _md5(archive.read_bytes()), "benchmark/Set5/HR")
+    remote = sources.RemoteArchive(f"{url}/benchmark.tar", _md5(archive.read_bytes()), "benchmark/Set5/HR", "Set5")
     monkeypatch.setitem(sources.TEST_SETS, "Set5", remote)
     monkeypatch.delenv("SRLAB_DATA_MIRROR", raising=False)
     found = sources.test_set_dir("Set5", tmp_path / "downloads")
@@ -160,3 +160,76 @@ def test_mirror_folder_is_used_before_the_network(tmp_path, monkeypatch):
     monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path / "missing"))
     with pytest.raises(SrlabError, match="SRLAB_DATA_MIRROR=.*is not a folder"):
         sources.test_set_dir("Set14", tmp_path / "downloads")
+
+
+def _png(photo, seed: int, fmt: str = "PNG") -> bytes:
+    """A distinct photo-like image: the fixture photo, rolled and flipped by `seed`."""
+    from PIL import Image
+    import numpy as np
+
+    img = np.roll(photo, 7 * seed, axis=1)[:, :: (-1) ** seed]
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _serve(monkeypatch, root: Path, url: str, name: str, archive: Path) -> None:
+    old = getattr(sources, name)
+    remote = sources.RemoteArchive(f"{url}/{archive.name}", _md5(archive.read_bytes()), old.inner, old.mirror)
+    monkeypatch.setattr(sources, name, remote)
+
+
+def test_voc2011_downloads_resumes_and_prepares(server, tmp_path, monkeypatch, photo):
+    """VOC's trainval tar in its official layout; the transfer is cut half-way and resumed."""
+    from srlab.data.patches import Degradation, build_split
+
+    root, url = server
+    members = {f"TrainVal/VOCdevkit/VOC2011/JPEGImages/2008_{i:06d}.jpg": _png(photo, i, "JPEG") for i in range(6)}
+    members["TrainVal/VOCdevkit/VOC2011/SegmentationClass/2008_000000.png"] = _png(photo, 9)  # not a photo
+    members["TrainVal/VOCdevkit/VOC2011/Annotations/2008_000000.xml"] = b"<annotation/>"
+    archive = _tar(root / "VOCtrainval_25-May-2011.tar", members)
+    _serve(monkeypatch, root, url, "VOC2011", archive)
+    monkeypatch.delenv("SRLAB_DATA_MIRROR", raising=False)
+    RangeHandler.cut_after = archive.stat().st_size // 2
+
+    train, val = sources.training_split("voc2011", "", 4, 2, seed=0, downloads=tmp_path / "dl")
+    assert RangeHandler.requests == [0, archive.stat().st_size // 2]  # resumed, not restarted
+    assert len(train) == 4 and len(val) == 2 and not set(train) & set(val)
+    assert all(p.parent.name == "JPEGImages" for p in train + val)
+    again = sources.training_split("voc2011", "", 4, 2, seed=0, downloads=tmp_path / "dl")
+    assert again == (train, val) and len(RangeHandler.requests) == 2  # verified copy reused
+    pairs, used, skipped = build_split(train, 2, 32, 3, Degradation("bicubic"), 0, "train")
+    assert len(used) == 4 and not skipped and pairs.hr.shape == (12, 32, 32, 3)
+
+
+def test_div2k_keeps_its_official_split(server, tmp_path, monkeypatch, photo):
+    root, url = server
+    for name, numbers, folder in (("DIV2K_TRAIN", range(1, 6), "DIV2K_train_HR"),
+                                  ("DIV2K_VALID", range(801, 804), "DIV2K_valid_HR")):
+        archive = root / f"{folder}.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            for n in numbers:
+                zf.writestr(f"{folder}/{n:04d}.png", _png(photo, n))
+        _serve(monkeypatch, root, url, name, archive)
+    monkeypatch.delenv("SRLAB_DATA_MIRROR", raising=False)
+    train, val = sources.training_split("div2k", "", 3, 2, seed=1, downloads=tmp_path / "dl")
+    assert [p.parent.name for p in train] == ["DIV2K_train_HR"] * 3
+    assert [p.parent.name for p in val] == ["DIV2K_valid_HR"] * 2
+    other_seed = sources.training_split("div2k", "", 3, 2, seed=2, downloads=tmp_path / "dl")
+    assert len(set(map(str, other_seed[0] + train))) > 3  # a different draw of the 5
+
+
+def test_mirror_archive_with_a_wrong_checksum_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "DIV2K_valid_HR.zip").write_bytes(b"not the real archive")
+    monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path))
+    with pytest.raises(SrlabError, match="DIV2K_valid_HR.zip: checksum mismatch"):
+        sources.archive_dir(sources.DIV2K_VALID, tmp_path / "dl")
+
+
+def test_offline_without_a_mirror_is_one_line(tmp_path, monkeypatch):
+    remote = sources.RemoteArchive("http://127.0.0.1:9/DIV2K_train_HR.zip", "0" * 32, "DIV2K_train_HR", "DIV2K_train_HR")
+    monkeypatch.setattr(sources, "DIV2K_TRAIN", remote)
+    monkeypatch.setattr(sources, "fetch", partial(fetch, retries=0, backoff=0, timeout=2))
+    monkeypatch.delenv("SRLAB_DATA_MIRROR", raising=False)
+    with pytest.raises(SrlabError, match=r"cannot download .*DIV2K_train_HR.zip.*SRLAB_DATA_MIRROR"):
+        sources.training_split("div2k", "", 3, 2, seed=0, downloads=tmp_path / "dl")

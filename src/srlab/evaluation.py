@@ -40,7 +40,7 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
     for set_name in params.eval.sets:
         for path in tqdm(test_images(test_root / set_name), desc=f"evaluate {set_name}", unit="img", disable=None):
             hr = mod_crop(load_rgb(path)[0], scale)
-            lr = downscale(hr, scale, params.eval.degradation)
+            lr = downscale(hr, scale, params.eval.degradation, params.data.blur_sigma)
             outputs = {BASELINE: upscale(lr, scale, "bicubic")}
             outputs.update({name: super_resolve(net, lr, device) for name, net in nets.items()})
             with torch.no_grad():
@@ -63,7 +63,8 @@ def summarise(table: pd.DataFrame, params: Params) -> dict:
         summary.setdefault(set_name, {})[method] = {k: round(float(v), 6) for k, v in row.items()}
     summary["provenance"] = {
         "scale": params.data.scale,
-        "degradation": params.eval.degradation,
+        "degradation": params.eval.degradation
+        + (f" (sigma {params.data.blur_sigma})" if params.eval.degradation == "gaussian" else ""),
         "metric": f"Y channel (BT.601), {params.data.scale}px border shaved, uint8 outputs",
         "perceptual_backbone": describe_vgg(params.loss.vgg_init, params.seed),
         "train_data": params.data.train_source if params.data.train_source != "folder" else f"folder {params.data.train_dir}",

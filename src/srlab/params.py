@@ -16,8 +16,9 @@ import yaml
 
 from srlab.errors import SrlabError
 
-SOURCES = ("sample", "folder")
-DEGRADATIONS = ("bicubic", "bilinear")
+SOURCES = ("sample", "folder", "voc2011", "div2k")
+DEGRADATIONS = ("bicubic", "bilinear", "gaussian")  # one fixed kernel: what evaluate can use too
+TRAIN_DEGRADATIONS = DEGRADATIONS + ("mixed",)  # mixed: one of the above drawn per patch
 UPSAMPLERS = ("bicubic", "bilinear")
 DEVICES = ("auto", "cpu", "cuda")
 TEST_SETS = ("Set5", "Set14")
@@ -38,7 +39,8 @@ class DataParams:
     scale: int = field(default=2, **_rule(choices=(2, 3, 4)))
     hr_size: int = field(default=64, **_rule(min=8))
     patches_per_image: int = field(default=48, **_rule(min=1))
-    degradation: str = field(default="bicubic", **_rule(choices=DEGRADATIONS))
+    degradation: str = field(default="bicubic", **_rule(choices=TRAIN_DEGRADATIONS))
+    blur_sigma: float = field(default=1.0, **_rule(min_exclusive=0.0))  # of the gaussian degradation
 
 
 @dataclass(frozen=True)

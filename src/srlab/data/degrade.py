@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from scipy.ndimage import gaussian_filter
 
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+KERNELS = ("bicubic", "bilinear", "gaussian")  # what `mixed` draws from, one per patch
 
 
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -22,8 +24,16 @@ def resize(img: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((width, height), RESAMPLE[method]))
 
 
-def downscale(hr: np.ndarray, scale: int, method: str) -> np.ndarray:
-    """HR (already mod-cropped) to LR, by `method` (bicubic or bilinear)."""
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """An exact Gaussian per channel (PIL's GaussianBlur approximates it with box filters)."""
+    blurred = gaussian_filter(img.astype(np.float32), sigma=(sigma, sigma, 0), mode="reflect")
+    return np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
+
+
+def downscale(hr: np.ndarray, scale: int, method: str, sigma: float = 1.0) -> np.ndarray:
+    """HR (already mod-cropped) to LR: bicubic, bilinear, or gaussian (blur by `sigma`, then bicubic)."""
+    if method == "gaussian":
+        hr, method = gaussian_blur(hr, sigma), "bicubic"
     return resize(hr, hr.shape[1] // scale, hr.shape[0] // scale, method)
 
 

@@ -96,7 +96,8 @@ def safe_extract(archive: Path, dest: Path) -> Path:
                     _check_member(archive, info.filename)
                     if (info.external_attr >> 16) & 0o170000 == 0o120000:
                         raise SrlabError(f"{archive}: refusing symbolic link member {info.filename!r}")
-                zf.extractall(staging)
+                for info in _progress(zf.infolist(), archive):
+                    zf.extract(info, staging)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
                 for member in tf.getmembers():
@@ -105,7 +106,8 @@ def safe_extract(archive: Path, dest: Path) -> Path:
                         raise SrlabError(f"{archive}: refusing link member {member.name!r} -> {member.linkname!r}")
                     if not (member.isfile() or member.isdir()):
                         raise SrlabError(f"{archive}: refusing special member {member.name!r}")
-                tf.extractall(staging, filter="data")
+                for member in _progress(tf.getmembers(), archive):
+                    tf.extract(member, staging, filter="data")
         else:
             raise SrlabError(f"{archive}: not a tar or zip archive")
         if dest.exists():
@@ -114,6 +116,10 @@ def safe_extract(archive: Path, dest: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
+
+
+def _progress(members: list, archive: Path):
+    return tqdm(members, desc=f"extract {archive.name}", unit="file", disable=None, leave=False)
 
 
 def _check_member(archive: Path, name: str) -> None:

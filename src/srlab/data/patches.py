@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from srlab.data.degrade import downscale, mod_crop
+from srlab.data.degrade import KERNELS, downscale, mod_crop
 from srlab.data.images import UnusableImage, load_rgb
 from srlab.fileio import atomic_path
 
@@ -19,20 +19,31 @@ class PatchPairs:
     lr: np.ndarray  # N x H/s x W/s x 3 uint8
 
 
-def crop_pairs(img: np.ndarray, scale: int, hr_size: int, count: int, degradation: str, rng: np.random.Generator) -> PatchPairs:
-    """Degrade the whole image once, then cut aligned patches (LR borders see real context)."""
+@dataclass(frozen=True)
+class Degradation:
+    method: str  # one of KERNELS, or "mixed" to draw one of them per patch
+    sigma: float = 1.0  # of the gaussian kernel
+
+
+def crop_pairs(img: np.ndarray, scale: int, hr_size: int, count: int, degradation: Degradation, rng: np.random.Generator) -> PatchPairs:
+    """Degrade the whole image once per kernel, then cut aligned patches (LR borders see real context)."""
     hr = mod_crop(img, scale)
-    lr = downscale(hr, scale, degradation)
     lr_size = hr_size // scale
-    ys = rng.integers(0, lr.shape[0] - lr_size + 1, size=count)
-    xs = rng.integers(0, lr.shape[1] - lr_size + 1, size=count)
+    lr_h, lr_w = hr.shape[0] // scale, hr.shape[1] // scale
+    ys = rng.integers(0, lr_h - lr_size + 1, size=count)
+    xs = rng.integers(0, lr_w - lr_size + 1, size=count)
+    if degradation.method == "mixed":
+        kernels = [KERNELS[i] for i in rng.integers(0, len(KERNELS), size=count)]
+    else:
+        kernels = [degradation.method] * count
+    lr_by_kernel = {k: downscale(hr, scale, k, degradation.sigma) for k in sorted(set(kernels))}
     return PatchPairs(
         hr=np.stack([hr[y * scale : y * scale + hr_size, x * scale : x * scale + hr_size] for y, x in zip(ys, xs)]),
-        lr=np.stack([lr[y : y + lr_size, x : x + lr_size] for y, x in zip(ys, xs)]),
+        lr=np.stack([lr_by_kernel[k][y : y + lr_size, x : x + lr_size] for y, x, k in zip(ys, xs, kernels)]),
     )
 
 
-def build_split(paths: list[Path], scale: int, hr_size: int, count: int, degradation: str, seed: int, desc: str):
+def build_split(paths: list[Path], scale: int, hr_size: int, count: int, degradation: Degradation, seed: int, desc: str):
     """Patches of every usable image, and a report entry for each image used or skipped."""
     rng = np.random.default_rng(seed)
     pairs, used, skipped = [], [], []

@@ -1,7 +1,7 @@
-"""Where images come from: the embedded sample photos, a user's folder, and remote test sets.
+"""Where images come from: the embedded sample photos, a user's folder, VOC2011, DIV2K, and the test sets.
 
-Remote datasets are looked up in $SRLAB_DATA_MIRROR first (an extracted folder named after the
-dataset, or the official archive file), then downloaded with a checksum.
+Remote datasets are looked up in $SRLAB_DATA_MIRROR first (an extracted folder with the name in
+`mirror`, or the official archive file), then downloaded with a checksum and extracted safely.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class RemoteArchive:
     url: str
     md5: str
     inner: str  # folder inside the extracted archive that holds the HR images
+    mirror: str  # name of the same folder, extracted, in $SRLAB_DATA_MIRROR
 
     @property
     def filename(self) -> str:
@@ -33,9 +34,24 @@ class RemoteArchive:
 # EDSR's benchmark archive holds Set5, Set14, B100 and Urban100 with their HR ground truth.
 _EDSR_BENCHMARK = ("https://cv.snu.ac.kr/research/EDSR/benchmark.tar", "4ace41d33c2384b97e6b320cd0afd6ba")
 TEST_SETS = {
-    "Set5": RemoteArchive(*_EDSR_BENCHMARK, inner="benchmark/Set5/HR"),
-    "Set14": RemoteArchive(*_EDSR_BENCHMARK, inner="benchmark/Set14/HR"),
+    "Set5": RemoteArchive(*_EDSR_BENCHMARK, inner="benchmark/Set5/HR", mirror="Set5"),
+    "Set14": RemoteArchive(*_EDSR_BENCHMARK, inner="benchmark/Set14/HR", mirror="Set14"),
 }
+
+# The archive and md5 torchvision's VOCSegmentation(year="2011") uses; 11,540 JPEG photos.
+VOC2011 = RemoteArchive(
+    "http://host.robots.ox.ac.uk/pascal/VOC/voc2011/VOCtrainval_25-May-2011.tar",
+    "6c3384ef61512963050cb5d687e5bf1e", inner="TrainVal/VOCdevkit/VOC2011/JPEGImages", mirror="VOC2011",
+)
+# DIV2K's 2K-resolution ground truth: 800 training and 100 validation PNGs (NTIRE 2017).
+DIV2K_TRAIN = RemoteArchive(
+    "http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip",
+    "bdc2d9338d4e574fe81bf7d158758658", inner="DIV2K_train_HR", mirror="DIV2K_train_HR",
+)
+DIV2K_VALID = RemoteArchive(
+    "http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
+    "9fcdda83005c5e5997799b69f955ff88", inner="DIV2K_valid_HR", mirror="DIV2K_valid_HR",
+)
 
 # Colour photos that scikit-image and matplotlib install with themselves: no network needed.
 _SKIMAGE_SAMPLES = (
@@ -61,12 +77,34 @@ def folder_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if is_image_file(p))
 
 
-def training_images(source: str, train_dir: str) -> list[Path]:
-    paths = sample_photos() if source == "sample" else folder_images(train_dir)
+def training_split(source: str, train_dir: str, n_train: int, n_val: int, seed: int, downloads: Path) -> tuple[list[Path], list[Path]]:
+    """The train and val photos of `source`, drawn deterministically from `seed`.
+
+    DIV2K keeps its official split (val from the valid archive); the others split one pool.
+    """
+    if source == "div2k":
+        train = _nonempty(archive_images(DIV2K_TRAIN, downloads), "div2k train")
+        val = _nonempty(archive_images(DIV2K_VALID, downloads), "div2k valid")
+        return _draw(train, n_train, seed), _draw(val, n_val, seed)
+    if source == "voc2011":
+        pool = _nonempty(archive_images(VOC2011, downloads), "voc2011")
+    elif source == "folder":
+        pool = _nonempty(folder_images(train_dir), f"data.train_dir={train_dir!r}")
+    else:
+        pool = _nonempty(sample_photos(), "the sample photos")
+    return split_train_val(pool, n_train, n_val, seed)
+
+
+def _nonempty(paths: list[Path], where: str) -> list[Path]:
     if not paths:
-        where = f"data.train_dir={train_dir!r}" if source == "folder" else "the sample photos"
-        raise SrlabError(f"{where}: no image files found (looked for {', '.join(sorted({'.png', '.jpg', '.jpeg'}))} and similar)")
+        raise SrlabError(f"{where}: no image files found (looked for .png, .jpg, .jpeg and similar)")
     return paths
+
+
+def _draw(paths: list[Path], n: int, seed: int) -> list[Path]:
+    order = sorted(paths)
+    random.Random(seed).shuffle(order)
+    return sorted(order[:n])
 
 
 def split_train_val(paths: list[Path], n_train: int, n_val: int, seed: int) -> tuple[list[Path], list[Path]]:
@@ -92,10 +130,18 @@ def mirror_dir() -> Path | None:
 
 def test_set_dir(name: str, downloads: Path) -> Path:
     """The folder of HR images of test set `name`, from the mirror or a verified download."""
-    remote = TEST_SETS[name]
+    return archive_dir(TEST_SETS[name], downloads)
+
+
+def archive_images(remote: RemoteArchive, downloads: Path) -> list[Path]:
+    return sorted(p for p in archive_dir(remote, downloads).rglob("*") if is_image_file(p))
+
+
+def archive_dir(remote: RemoteArchive, downloads: Path) -> Path:
+    """The extracted image folder of `remote`: the mirror's copy, or a verified download."""
     mirror = mirror_dir()
-    if mirror and (mirror / name).is_dir():
-        return mirror / name
+    if mirror and (mirror / remote.mirror).is_dir():
+        return mirror / remote.mirror
     archive = downloads / remote.filename
     if mirror and (mirror / remote.filename).is_file():
         archive = mirror / remote.filename
