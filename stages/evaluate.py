@@ -1,16 +1,23 @@
-"""Stage evaluate: Set5 / Set14 scores of bicubic and both models, a summary and a per-image table."""
+"""Stage evaluate: Set5 / Set14 scores of bicubic and both models, a summary and a per-image table,
+and what made them (data, backbones, devices, versions)."""
 
+import json
+
+from srlab.device import resolve_device
 from srlab.entry import run, stage_paths
 from srlab.evaluation import evaluate
 from srlab.fileio import atomic_path, write_json
 from srlab.params import load_params
+from srlab.provenance import run_summary
 
 
 def main():
-    args = stage_paths("test", "mse_model", "perceptual_model", "sr_out", "metrics", "per_image")
+    args = stage_paths("test", "manifest", "mse_model", "perceptual_model", "sr_out", "metrics", "per_image", "provenance")
     p = load_params(args.params)
     models = {"srcnn_mse": args.mse_model, "srcnn_perceptual": args.perceptual_model}
     summary, table = evaluate(p, args.test, models, args.sr_out)
+    manifest = json.loads(args.manifest.read_text())
+    write_json(args.provenance, run_summary(p, manifest, models, resolve_device(p.train.device)))
     write_json(args.metrics, summary)
     with atomic_path(args.per_image) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")

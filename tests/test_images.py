@@ -70,3 +70,44 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path, photo):
     path = _save(tmp_path, "big.png", Image.fromarray(photo))
     with pytest.raises(UnusableImage, match="over the limit"):
         load_rgb(path, max_pixels=100)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "TIFF", "BMP", "WEBP"])
+def test_fuzzed_files_load_or_are_refused_never_crash(tmp_path, photo, fmt):
+    """Seeded corruption of real encodings (flipped bytes, cuts, splices): an image or a reason."""
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format=fmt)
+    clean = buffer.getvalue()
+    rng = np.random.default_rng(len(clean))
+    outcomes = set()
+    for case in range(60):
+        data = bytearray(clean)
+        kind = case % 3
+        if kind == 0:  # flip a few bytes, headers included
+            for at in rng.integers(0, len(data), size=rng.integers(1, 12)):
+                data[at] = rng.integers(0, 256)
+        elif kind == 1:  # cut short
+            data = data[: rng.integers(1, len(data))]
+        else:  # splice in random bytes
+            at = rng.integers(0, len(data))
+            data[at:at] = rng.integers(0, 256, size=rng.integers(1, 400), dtype=np.uint8).tobytes()
+        path = tmp_path / f"fuzz{case}.{fmt.lower()}"
+        path.write_bytes(bytes(data))
+        try:
+            img, _ = load_rgb(path)
+        except UnusableImage as exc:
+            assert str(exc) and "\n" not in str(exc)
+            outcomes.add("refused")
+        else:
+            assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+            outcomes.add("loaded")
+    assert "refused" in outcomes  # the corruption did reach the decoder's error paths
+
+
+def test_random_bytes_with_image_extensions_are_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    for case in range(40):
+        path = tmp_path / f"noise{case}{['.png', '.jpg', '.tif', '.webp'][case % 4]}"
+        path.write_bytes(rng.integers(0, 256, size=rng.integers(1, 5000), dtype=np.uint8).tobytes())
+        with pytest.raises(UnusableImage):
+            load_rgb(path)

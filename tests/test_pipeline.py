@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -86,6 +87,32 @@ def test_repro_then_vgg_weight_experiment_reruns_only_what_depends_on_it(project
     diff = _run("dvc metrics diff --json", repo, env)
     assert "Set5.srcnn_perceptual.psnr" in diff.stdout
     assert "Set5.bicubic.psnr" not in diff.stdout  # the baseline did not move
+
+
+@pytest.mark.slow
+def test_push_clone_pull_then_same_seed_same_metrics_other_seed_other_metrics(project, tmp_path):
+    """A second machine: clone, `dvc pull` from a local-folder remote, nothing to re-run."""
+    repo, env = project
+    _run("dvc repro && git add -A && git commit -qm results --allow-empty", repo, env)
+    _run(f"dvc remote add -d shelf {tmp_path / 'remote'} && git add .dvc/config && git commit -qm remote", repo, env)
+    _run("dvc push", repo, env)
+
+    clone = tmp_path / "clone"
+    _run(f"git clone -q {repo} {clone}", tmp_path, env)
+    _run("dvc pull", clone, env)
+    assert json.loads(_run("dvc status --json", clone, env).stdout) == {}
+    assert _stages_run(_run("dvc repro", clone, env).stdout) == set()
+    for out in ("reports/metrics.json", "models/srcnn_mse.pt", "data/patches/train_hr.npy", "reports/figures/Set5/baby.png"):
+        assert (clone / out).read_bytes() == (repo / out).read_bytes(), out
+
+    # run everything again from scratch on this "machine": the same seed gives the same bytes
+    forced = _run("dvc repro -f", clone, env)
+    assert "train_mse" in _stages_run(forced.stdout)
+    assert (clone / "reports/metrics.json").read_bytes() == (repo / "reports/metrics.json").read_bytes()
+    _run("dvc exp run -S seed=1", clone, env)
+    other = json.loads((clone / "reports/metrics.json").read_text())
+    same = json.loads((repo / "reports/metrics.json").read_text())
+    assert other["Set5"]["srcnn_mse"]["psnr"] != same["Set5"]["srcnn_mse"]["psnr"]
 
 
 def _stage(repo: Path, env: dict, script: str, args: str, params: dict) -> subprocess.CompletedProcess:

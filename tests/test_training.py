@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from srlab import checkpoint
-from srlab.data.patches import crop_pairs, save_pairs
+from srlab.data.patches import Degradation, crop_pairs, save_pairs
 from srlab.errors import SrlabError
 from srlab.params import parse_params
 from srlab.training import TrainJob, train
@@ -15,8 +15,8 @@ from srlab.training import TrainJob, train
 @pytest.fixture
 def patches(tmp_path, photo, rng):
     folder = tmp_path / "patches"
-    save_pairs(folder, "train", crop_pairs(photo, 2, 16, 24, "bicubic", rng))
-    save_pairs(folder, "val", crop_pairs(photo, 2, 16, 8, "bicubic", rng))
+    save_pairs(folder, "train", crop_pairs(photo, 2, 16, 24, Degradation("bicubic"), rng))
+    save_pairs(folder, "val", crop_pairs(photo, 2, 16, 8, Degradation("bicubic"), rng))
     return folder
 
 
@@ -100,9 +100,23 @@ def test_checkpoint_made_by_other_srlab_code_is_not_resumed(tmp_path, patches, m
     assert len(epoch_checkpoints) == 1  # edited code: trained its epoch afresh
 
 
-def test_a_diverging_loss_stops_with_the_epoch_and_keeps_the_checkpoint(tmp_path, patches):
-    with pytest.raises(SrlabError, match=r"loss became (nan|inf) in epoch 1"):
-        train(_job(tmp_path, patches, "boom", epochs=2, lr=1e30))
+def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, patches, monkeypatch):
+    from srlab import training
+
+    real_forward, calls = training.SRLoss.forward, []
+
+    def nan_from_the_fifth_step(self, output, target):
+        calls.append(1)
+        total, terms = real_forward(self, output, target)
+        return (total * float("nan") if len(calls) >= 5 else total), terms
+
+    monkeypatch.setattr(training.SRLoss, "forward", nan_from_the_fifth_step)
+    with pytest.raises(SrlabError, match=r"loss became non-finite at step 5 \(epoch 2\); last good checkpoint kept"):
+        train(_job(tmp_path, patches, "boom", epochs=3))  # 24 patches / batch 8: 3 steps per epoch
+    kept = checkpoint.load(tmp_path / "boom" / "ckpt" / "last.pt")
+    assert kept["meta"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in kept["model"].values())
+    assert not (tmp_path / "boom" / "model.pt").exists()
 
 
 def test_batch_larger_than_the_data_is_a_parameter_error(tmp_path, patches):
@@ -135,3 +149,57 @@ def test_identical_weights_give_byte_identical_files(tmp_path):
     checkpoint.save(tmp_path / "a.pt", payload)
     checkpoint.save(tmp_path / "b.pt", payload)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+_DRIVER = """
+import sys
+from pathlib import Path
+from srlab.params import parse_params
+from srlab.training import TrainJob, train
+
+patches, run, epochs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+p = parse_params({"train": {"batch_size": 4, "device": "cpu", "epochs": epochs}})
+job = TrainJob(name="t", params=p, vgg_weight=0.5, epochs=epochs, patches=patches,
+               model_out=run / "model.pt", checkpoint_dir=run / "ckpt")
+train(job, log=lambda row: print("epoch", row["epoch"], flush=True))
+"""
+
+
+def test_sigkill_at_random_moments_then_rerun_gives_the_same_weights(tmp_path, patches):
+    """A process killed with SIGKILL (no handler runs) mid-epoch or mid-save, three times."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER)
+    epochs = 8
+
+    def start(run):
+        return subprocess.Popen([sys.executable, str(driver), str(patches), str(tmp_path / run), str(epochs)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    assert start("straight").wait(timeout=300) == 0
+    chance = random.Random(0)
+    for kill in range(3):
+        proc = start("killed")
+        target = chance.randint(1, 3)
+        for line in proc.stdout:  # wait until a few epochs of this run have finished
+            if line.startswith("epoch") and (target := target - 1) == 0:
+                break
+        time.sleep(chance.uniform(0, 0.05))  # then anywhere inside the next epoch or its save
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        last = checkpoint.load(tmp_path / "killed" / "ckpt" / "last.pt")  # intact, whatever the moment
+        assert 1 <= last["meta"]["epoch"] <= epochs
+        assert not (tmp_path / "killed" / "model.pt").exists() or last["meta"]["epoch"] == epochs
+    finish = start("killed")
+    out, err = finish.communicate(timeout=300)
+    assert finish.returncode == 0, err
+    assert "resuming from" in out
+    straight = _weights(tmp_path / "straight" / "model.pt")
+    for key, value in _weights(tmp_path / "killed" / "model.pt").items():
+        assert torch.equal(value, straight[key]), key
+    assert not list((tmp_path / "killed").rglob("*.tmp*"))  # no half-written file left to mistake for output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import random
 
 import numpy as np
@@ -16,6 +17,13 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise SrlabError("train.device: cuda was asked for, but PyTorch sees no CUDA device here; use auto or cpu")
     return torch.device(requested)
+
+
+def describe_device(device: torch.device) -> str:
+    """For provenance: which device, and enough about it to explain a timing or a last digit."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def seed_everything(seed: int) -> None:

@@ -1,12 +1,13 @@
-"""Running a trained model on whole images."""
+"""Running a trained model on whole images, in overlapping tiles so memory stays bounded."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-
 CHANNELS_LAST = torch.channels_last  # NHWC: faster convolutions on CPU (oneDNN) and GPU (cuDNN)
+TILE = 256  # LR pixels per tile side: a 1080p frame at x2 is a few dozen tiles
+OVERLAP = 16  # LR context around each tile; more than any srlab model's receptive radius
 
 
 def to_tensor(img: np.ndarray, device) -> torch.Tensor:
@@ -19,6 +20,31 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     return t[0].clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+def _to_float(t: torch.Tensor) -> np.ndarray:
+    return t[0].permute(1, 2, 0).float().cpu().numpy()
+
+
 @torch.no_grad()
-def super_resolve(model: torch.nn.Module, lr: np.ndarray, device) -> np.ndarray:
-    return to_uint8(model(to_tensor(lr, device)))
+def super_resolve(model: torch.nn.Module, lr: np.ndarray, device, scale: int | None = None,
+                  tile: int | None = None, overlap: int = OVERLAP, raw: bool = False) -> np.ndarray:
+    """The HR image of uint8 `lr` (H x W x 3): uint8, or unclamped float32 in [0, 1] when `raw`.
+
+    With `tile`, the model sees at most (tile + 2 * overlap)^2 LR pixels at a time and only the
+    centre of each result is kept, so tiled and whole-image outputs agree wherever the overlap
+    covers the model's receptive field.
+    """
+    convert = _to_float if raw else to_uint8
+    h, w = lr.shape[:2]
+    if tile is None or (h <= tile and w <= tile):
+        return convert(model(to_tensor(lr, device)))
+    s = scale or model.scale
+    out = np.empty((h * s, w * s, 3), np.float32 if raw else np.uint8)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
+            yb, xb = min(y1 + overlap, h), min(x1 + overlap, w)
+            piece = model(to_tensor(lr[ya:yb, xa:xb], device))
+            keep = piece[..., (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s]
+            out[y0 * s : y1 * s, x0 * s : x1 * s] = convert(keep)
+    return out

@@ -21,7 +21,7 @@ from srlab import __version__, checkpoint
 from srlab.backbones import describe_vgg
 from srlab.data.download import file_md5
 from srlab.data.patches import load_pairs
-from srlab.device import resolve_device, seed_everything
+from srlab.device import describe_device, resolve_device, seed_everything
 from srlab.errors import SrlabError
 from srlab.inference import CHANNELS_LAST
 from srlab.losses import SRLoss, build_perceptual
@@ -94,6 +94,7 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None) -> dict
         model.train()
         order = torch.randperm(n, generator=generator)
         running = torch.zeros((), device=device)
+        first_bad = torch.full((), -1, device=device)  # step of the first non-finite loss, read once per epoch
         for step in range(steps):
             idx = order[step * p.train.batch_size : (step + 1) * p.train.batch_size].to(device)
             lr, hr = _augment(_as_float(train_set[0][idx]), _as_float(train_set[1][idx]), generator, layout)
@@ -102,9 +103,12 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None) -> dict
             loss.backward()
             optimizer.step()
             running += loss.detach()
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
         row = {"epoch": epoch + 1, "train/loss": float(running) / steps}
         if not math.isfinite(row["train/loss"]):
-            raise SrlabError(f"{job.name}: loss became {row['train/loss']} in epoch {epoch + 1}; last good checkpoint kept at {last_path}")
+            at = epoch * steps + int(first_bad) + 1
+            raise SrlabError(f"{job.name}: loss became non-finite at step {at} (epoch {epoch + 1}); "
+                             f"last good checkpoint kept at {last_path}")
         for split, patches in scored.items():
             row.update({f"{split}/{k}": v for k, v in patches.score(model).items()})
         history.append(row)
@@ -119,7 +123,7 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None) -> dict
     meta = {
         "arch": p.model.name, "scale": p.data.scale, "upsample": p.model.upsample, "residual": p.model.residual,
         "parameters": count_parameters(model), "vgg_weight": job.vgg_weight, "epochs": job.epochs,
-        "backbone": describe_vgg(p.loss.vgg_init, p.seed), "device": str(device), "torch": str(torch.__version__),
+        "backbone": describe_vgg(p.loss.vgg_init, p.seed), "device": describe_device(device), "torch": str(torch.__version__),
         "srlab": __version__, "history": history,
     }
     checkpoint.save(job.model_out, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta})

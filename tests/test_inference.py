@@ -1,0 +1,95 @@
+"""Whole-image super-resolution: tiles that agree with the untiled result, any size, any mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srlab import checkpoint
+from srlab.cli import main
+from srlab.inference import super_resolve
+from srlab.models.srcnn import SRCNN
+
+
+@pytest.fixture
+def srcnn():
+    torch.manual_seed(0)
+    return SRCNN(scale=2).eval()
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_tiled_and_whole_image_outputs_agree(photo, scale):
+    torch.manual_seed(0)
+    model = SRCNN(scale=scale).eval()
+    whole = super_resolve(model, photo, "cpu", raw=True)
+    tiled = super_resolve(model, photo, "cpu", tile=32, overlap=16, raw=True)
+    assert whole.shape == tiled.shape == (photo.shape[0] * scale, photo.shape[1] * scale, 3)
+    assert np.abs(whole - tiled).max() < 1e-5
+
+
+def test_a_one_pixel_image_is_upscaled(srcnn):
+    out = super_resolve(srcnn, np.full((1, 1, 3), 200, np.uint8), "cpu", tile=256)
+    assert out.shape == (2, 2, 3) and out.dtype == np.uint8
+
+
+class _Nearest(torch.nn.Module):
+    """A stand-in model as cheap as a copy, that records the largest input it is given."""
+
+    scale = 2
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def forward(self, x):
+        self.largest = max(self.largest, x.shape[-1] * x.shape[-2])
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def test_a_large_image_never_reaches_the_model_whole():
+    lr = np.random.default_rng(0).integers(0, 256, (2000, 3000, 3), dtype=np.uint8)
+    model = _Nearest()
+    out = super_resolve(model, lr, "cpu", tile=256, overlap=16)
+    assert out.shape == (4000, 6000, 3)
+    assert model.largest <= (256 + 2 * 16) ** 2  # memory is set by the tile, not the image
+    assert np.array_equal(out[::2, ::2], lr)
+
+
+def _model_file(tmp_path, srcnn):
+    path = tmp_path / "m.pt"
+    meta = {"arch": "srcnn", "scale": 2, "upsample": "bicubic", "residual": True}
+    checkpoint.save(path, {"model": srcnn.state_dict(), "meta": meta})
+    return path
+
+
+def test_cli_upscales_grey_and_rgba_inputs(tmp_path, srcnn, photo, capsys):
+    Image.fromarray(photo[..., 0]).save(tmp_path / "grey.png")
+    Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)])).save(tmp_path / "rgba.png")
+    main(["super-resolve", "--checkpoint", str(_model_file(tmp_path, srcnn)), "--out", str(tmp_path / "out"),
+          "--tile", "40", "--histogram-match", str(tmp_path / "grey.png"), str(tmp_path / "rgba.png")])
+    for name in ("grey_x2.png", "rgba_x2.png"):
+        with Image.open(tmp_path / "out" / name) as img:
+            assert img.size == (2 * photo.shape[1], 2 * photo.shape[0]) and img.mode == "RGB"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing input", "nope.png: no such file"),
+    ("not an image", "fake.png: cannot decode"),
+    ("hostile checkpoint", "not a loadable srlab checkpoint"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, srcnn, photo, capsys, case, message):
+    model = _model_file(tmp_path, srcnn)
+    target = tmp_path / "nope.png"
+    if case == "not an image":
+        target = tmp_path / "fake.png"
+        target.write_text("hello")
+    if case == "hostile checkpoint":
+        model.write_bytes(b"\x80\x04cos\nsystem\n.")
+        target = tmp_path / "ok.png"
+        Image.fromarray(photo).save(target)
+    with pytest.raises(SystemExit) as stop:
+        main(["super-resolve", "--checkpoint", str(model), "--out", str(tmp_path / "out"), str(target)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 1 and len(err) == 1 and message in err[0] and "Traceback" not in err[0]
