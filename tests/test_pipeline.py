@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,39 @@ def test_push_clone_pull_then_same_seed_same_metrics_other_seed_other_metrics(pr
     other = json.loads((clone / "reports/metrics.json").read_text())
     same = json.loads((repo / "reports/metrics.json").read_text())
     assert other["Set5"]["srcnn_mse"]["psnr"] != same["Set5"]["srcnn_mse"]["psnr"]
+
+
+@pytest.mark.slow
+def test_queued_sweep_then_compare_and_plots_diff(project, tmp_path):
+    """README's sweep: queue a grid, run the queue, compare the experiments, diff their plots."""
+    repo, env = project
+    _run("dvc repro && git add -A && git commit -qm sweep-base --allow-empty", repo, env)
+    queued = _run("dvc exp run --queue -S 'loss.vgg_weight=0,1'", repo, env)
+    assert queued.stdout.count("Queued experiment") == 2, queued.stdout
+    _run("dvc queue start -j 1", repo, env)
+    deadline = time.monotonic() + 900
+    while re.search(r"\b(Queued|Running)\b", status := _run("dvc queue status", repo, env).stdout):
+        assert time.monotonic() < deadline, status
+        time.sleep(3)
+    assert status.count("Success") == 2, status + _run("dvc queue logs $(dvc queue status | awk 'NR==2{print $1}')", repo, env, ok=False).stdout
+
+    shown = json.loads(_run("dvc exp show --json", repo, env).stdout)
+    names = [run["name"] for commit in shown for group in commit.get("experiments") or [] for run in group["revs"]]
+    assert len(names) >= 2
+    compared = _run("srlab compare --out reports/compare", repo, env)
+    table = (repo / "reports/compare/experiments.md").read_text()
+    assert "| vgg_weight" not in table and "loss.vgg_weight" in table  # the varied param is a column
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "experiment" not in line]
+    assert {row.split(" | ")[1] for row in rows} >= {"0.0", "1.0"} or {row.split(" | ")[1] for row in rows} >= {"0", "1"}
+    assert (repo / "reports/compare/perception_distortion.png").stat().st_size > 10_000
+    assert "experiments ->" in compared.stdout
+
+    html_dir = tmp_path / "plots"
+    _run(f"dvc plots diff {names[0]} {names[1]} -o {html_dir}", repo, env)
+    html = (html_dir / "index.html").read_text()
+    for shown_plot in ("MSE loss", "Perceptual loss", "curves_mse.png", "curves_perceptual.png", "figures/Set5/baby.png"):
+        assert shown_plot in html, shown_plot
+    assert names[0] in html and names[1] in html
 
 
 def _stage(repo: Path, env: dict, script: str, args: str, params: dict) -> subprocess.CompletedProcess:

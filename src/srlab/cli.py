@@ -63,6 +63,24 @@ def super_resolve(args) -> None:
         print(f"{path} -> {out} ({sr.shape[1]}x{sr.shape[0]})")
 
 
+def compare(args) -> None:
+    import json
+
+    from srlab.compare import exp_show, experiments, write_report
+
+    if args.from_json:
+        try:
+            shown = json.loads(args.from_json.read_text())
+        except (OSError, ValueError) as exc:
+            raise SrlabError(f"{args.from_json}: not readable JSON ({exc})") from None
+    else:
+        shown = exp_show(("--all-commits",) if args.all_commits else ())
+    runs = experiments(shown)
+    picture, markdown = write_report(runs, args.out)
+    print(markdown.read_text().split("\n![")[0])
+    print(f"compare: {len(runs)} experiments -> {picture}, {markdown}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="srlab", description="Reproducible super-resolution experiments on DVC.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     sr.add_argument("--overlap", type=int, default=16, help="LR context around each tile (default 16)")
     sr.add_argument("--histogram-match", action="store_true", help="match each output's colour histogram to its input's")
     sr.set_defaults(func=super_resolve)
+
+    cmp = commands.add_parser("compare", help="perception-distortion picture and table across DVC experiments")
+    cmp.add_argument("--out", type=Path, default=Path("reports/compare"), help="folder for the PNG and markdown")
+    cmp.add_argument("--all-commits", action="store_true", help="include experiments of every commit, not just HEAD")
+    cmp.add_argument("--from-json", type=Path, help="read saved `dvc exp show --json` output instead of running it")
+    cmp.set_defaults(func=compare)
 
     args = parser.parse_args(argv)
     run(lambda: args.func(args), f"srlab {args.command}")

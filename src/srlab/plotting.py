@@ -27,12 +27,12 @@ def loss_curves(live_dirs: dict[str, Path], term: str, out: Path, backbone: str)
     for (model, live_dir), colour in zip(live_dirs.items(), ("tab:blue", "tab:orange", "tab:green")):
         for split, style in (("train", "--"), ("val", "-")):
             curve = read_curve(live_dir, split, term)
-            ax.plot(curve["step"] + 1, curve[term], style, color=colour, label=f"{model} {split}")
+            ax.plot(curve["step"], curve[term], style, color=colour, label=f"{model} {split}")
     ax.set(xlabel="epoch of each run", ylabel=TERMS[term], yscale="log")
     ax.set_title(f"{TERMS[term]} against epoch\nperceptual backbone: {backbone}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def comparison_figure(hr_path: Path, outputs: dict[str, Path], scores: pd.DataFrame, crop: int, out: Path) -> None:
@@ -52,10 +52,10 @@ def comparison_figure(hr_path: Path, outputs: dict[str, Path], scores: pd.DataFr
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.supxlabel(f"{hr_path.parent.name} / {hr_path.stem}: centre {size}px crop; Y-PSNR / Y-SSIM of the whole image", fontsize=9)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
-def _save(fig, out: Path) -> None:
+def save_figure(fig, out: Path) -> None:
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

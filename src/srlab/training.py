@@ -182,9 +182,10 @@ class _Scored:
 
 
 def dvclive_logger(live) -> Callable[[dict], None]:
-    """Per-epoch rows into a dvclive.Live: one step per epoch, `split/term` metric names."""
+    """Per-epoch rows into a dvclive.Live: the step is the epoch (1, 2, ...), `split/term` metric names."""
 
     def log(row: dict) -> None:
+        live.step = row["epoch"]
         for key, value in row.items():
             if key != "epoch":
                 live.log_metric(key, value)

@@ -1,0 +1,122 @@
+"""The perception-distortion report: PSNR against perceptual distance, one point per experiment.
+
+Reads what `dvc exp show --json` prints (the workspace, commits and their experiments), so it
+works on queued sweeps, named experiments and branches alike.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from srlab.errors import SrlabError
+from srlab.fileio import write_text
+from srlab.plotting import plt, save_figure
+
+METRICS_FILE = "reports/metrics.json"
+METHOD = "srcnn_perceptual"  # the model whose trade-off the sweep moves
+SETS = ("Set5", "Set14")
+
+
+@dataclass
+class Experiment:
+    name: str
+    params: dict  # flattened, e.g. {"loss.vgg_weight": 0.3}
+    metrics: dict  # the metrics.json tree
+
+
+def exp_show(extra: tuple[str, ...] = ()) -> list:
+    try:
+        done = subprocess.run(["dvc", "exp", "show", "--json", *extra], capture_output=True, text=True, check=True)
+    except FileNotFoundError:
+        raise SrlabError("dvc is not on PATH; install srlab's dependencies or pass --from-json") from None
+    except subprocess.CalledProcessError as exc:
+        raise SrlabError(f"dvc exp show failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}") from None
+    return json.loads(done.stdout)
+
+
+def experiments(shown: list) -> list[Experiment]:
+    """Every workspace / commit / experiment entry that has metrics, in exp show's order."""
+    found, seen = [], set()
+
+    def visit(entry: dict, label: str) -> None:
+        data = entry.get("data") or {}
+        metrics = ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data")
+        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
+        if metrics and params and entry.get("rev") not in seen:
+            seen.add(entry.get("rev"))
+            found.append(Experiment(label, _flatten(params), metrics))
+
+    for commit in shown:
+        visit(commit, commit.get("name") or commit.get("rev", "?")[:7])
+        for group in commit.get("experiments") or []:
+            for run in group.get("revs") or []:
+                visit(run, run.get("name") or run.get("rev", "?")[:7])
+    if not found:
+        raise SrlabError(f"no experiment with {METRICS_FILE} found; run `dvc exp run` (or a queued sweep) first")
+    return found
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def varied_params(runs: list[Experiment]) -> list[str]:
+    keys = sorted({k for run in runs for k in run.params})
+    return [k for k in keys if len({json.dumps(run.params.get(k)) for run in runs}) > 1]
+
+
+def label(run: Experiment, keys: list[str]) -> str:
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={run.params.get(k)}" for k in keys) or run.name
+
+
+def table(runs: list[Experiment], keys: list[str]) -> str:
+    header = ["experiment", *keys]
+    for s in SETS:
+        header += [f"{s} PSNR", f"{s} SSIM", f"{s} perceptual"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        cells = [run.name, *(str(run.params.get(k)) for k in keys)]
+        for s in SETS:
+            score = run.metrics.get(s, {}).get(METHOD, {})
+            cells += [_fmt(score.get("psnr"), ".2f"), _fmt(score.get("ssim"), ".4f"), _fmt(score.get("perceptual"), ".6f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    backbone = runs[0].metrics.get("provenance", {}).get("perceptual_backbone", "unknown")
+    return (f"Scores of `{METHOD}` per experiment (Y-PSNR, Y-SSIM, VGG16 perceptual distance; lower is closer).\n"
+            f"Perceptual backbone: {backbone}.\n\n" + "\n".join(lines) + "\n")
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def figure(runs: list[Experiment], keys: list[str], out: Path) -> None:
+    fig, axes = plt.subplots(1, len(SETS), figsize=(6 * len(SETS), 4.5))
+    for ax, s in zip(axes, SETS):
+        for run in runs:
+            score = run.metrics.get(s, {}).get(METHOD)
+            if not score:
+                continue
+            ax.scatter(score["perceptual"], score["psnr"], color="tab:orange")
+            ax.annotate(label(run, keys), (score["perceptual"], score["psnr"]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")
+        ax.set(title=f"{s}: perception-distortion ({METHOD})", xlabel="perceptual distance (lower is better)",
+               ylabel="Y-PSNR (dB, higher is better)")
+        ax.grid(alpha=0.3)
+    save_figure(fig, out)
+
+
+def write_report(runs: list[Experiment], out_dir: Path) -> tuple[Path, Path]:
+    keys = varied_params(runs)
+    picture, markdown = out_dir / "perception_distortion.png", out_dir / "experiments.md"
+    figure(runs, keys, picture)
+    write_text(markdown, table(runs, keys) + f"\n![perception-distortion]({picture.name})\n")
+    return picture, markdown
