@@ -61,7 +61,7 @@ def main(params_path, patches, test_root, out):
     def log(row):
         print(f"{time.perf_counter() - start:7.1f}s", json.dumps({k: round(v, 7) for k, v in row.items()}), flush=True)
 
-    job = TrainJob(name="srcnn_mse", params=p, vgg_weight=0.0, epochs=p.train.epochs, patches=Path(patches),
+    job = TrainJob(name="srcnn_mse", params=p, weights=p.loss.pixel_weights(), epochs=p.train.epochs, patches=Path(patches),
                    model_out=out / "srcnn_mse.pt", checkpoint_dir=Path("/tmp/gpu-ckpt"))
     meta = train(job, log=log)
     train_seconds = time.perf_counter() - start

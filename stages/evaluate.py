@@ -14,7 +14,7 @@ from srlab.provenance import run_summary
 def main():
     args = stage_paths("test", "manifest", "mse_model", "perceptual_model", "sr_out", "metrics", "per_image", "provenance")
     p = load_params(args.params)
-    models = {"srcnn_mse": args.mse_model, "srcnn_perceptual": args.perceptual_model}
+    models = {f"{p.model.name}_mse": args.mse_model, f"{p.model.name}_perceptual": args.perceptual_model}
     summary, table = evaluate(p, args.test, models, args.sr_out)
     manifest = json.loads(args.manifest.read_text())
     write_json(args.provenance, run_summary(p, manifest, models, resolve_device(p.train.device)))

@@ -12,7 +12,7 @@ from srlab.plotting import comparison_figure, loss_curves
 def main():
     args = stage_paths("mse_live", "perceptual_live", "test", "sr", "per_image", "out")
     p = load_params(args.params)
-    live = {"srcnn_mse": args.mse_live, "srcnn_perceptual": args.perceptual_live}
+    live = {f"{p.model.name}_mse": args.mse_live, f"{p.model.name}_perceptual": args.perceptual_live}
     backbone = describe_vgg(p.loss.vgg_init, p.seed)
     loss_curves(live, "l_mse", args.out / "curves_mse.png", backbone)
     loss_curves(live, "l_perceptual", args.out / "curves_perceptual.png", backbone)

@@ -1,4 +1,4 @@
-"""Stage train_mse: SRCNN trained with pixel MSE alone."""
+"""Stage train_mse: the model trained with the pixel terms of the loss (MSE by default; L1, SSIM)."""
 
 from dvclive import Live
 
@@ -12,10 +12,10 @@ def main():
     p = load_params(args.params)
     with Live(str(args.live), dvcyaml=None, save_dvc_exp=False) as live:
         meta = train(TrainJob(
-            name="srcnn_mse", params=p, vgg_weight=0.0, epochs=p.train.epochs,
-            patches=args.patches, model_out=args.out, checkpoint_dir=args.checkpoints,
+            name=f"{p.model.name}_mse", params=p, weights=p.loss.pixel_weights(), epochs=p.train.epochs,
+            patches=args.patches, model_out=args.out, checkpoint_dir=args.checkpoints, live=args.live,
         ), log=dvclive_logger(live))
-    print(f"train_mse: {meta['epochs']} epochs on {meta['device']}, val MSE {meta['history'][-1]['val/l_mse']:.5f}")
+    print(f"train_mse: {meta['epochs']} epochs on {meta['device']}, val PSNR {meta['history'][-1]['val/psnr']:.2f} dB (RGB)")
 
 
 if __name__ == "__main__":

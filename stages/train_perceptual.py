@@ -1,6 +1,8 @@
-"""Stage train_perceptual: SRCNN trained with MSE + loss.vgg_weight * VGG16 perceptual loss.
+"""Stage train_perceptual: the pixel terms + loss.vgg_weight * VGG16 perceptual loss, and the
+VGG19 / ResNet content and adversarial (SRGAN) terms when their weights are above 0.
 
-Starts from the MSE model's weights unless train.perceptual_init is `scratch`.
+Starts from the MSE model's weights unless train.perceptual_init is `scratch` (SRGAN's
+"generator pre-trained with the content loss first").
 """
 
 from dvclive import Live
@@ -15,9 +17,9 @@ def main():
     p = load_params(args.params)
     with Live(str(args.live), dvcyaml=None, save_dvc_exp=False) as live:
         meta = train(TrainJob(
-            name="srcnn_perceptual", params=p, vgg_weight=p.loss.vgg_weight, epochs=p.train.perceptual_epochs,
-            patches=args.patches, model_out=args.out, checkpoint_dir=args.checkpoints,
-            init_from=args.init if p.train.perceptual_init == "mse" else None,
+            name=f"{p.model.name}_perceptual", params=p, weights=p.loss.all_weights(), epochs=p.train.perceptual_epochs,
+            patches=args.patches, model_out=args.out, checkpoint_dir=args.checkpoints, live=args.live,
+            init_from=args.init if p.train.perceptual_init == "mse" else None, stage="perceptual",
         ), log=dvclive_logger(live))
     last = meta["history"][-1]
     print(f"train_perceptual: {meta['epochs']} epochs on {meta['device']}, backbone {meta['backbone']}, "

@@ -1,18 +1,46 @@
-"""SRCNN as the design note describes it."""
+"""The model zoo: every model's output size at each scale, its structure, and that it can learn."""
 
 import pytest
 import torch
 
-from srlab.models import MODELS, build_model, count_parameters
+from srlab.errors import SrlabError
+from srlab.models import MODELS, SCALES, build_discriminator, build_model, count_parameters, flops_per_output_pixel
 from srlab.models.srcnn import SRCNN
 from srlab.params import ModelParams
 
+CASES = [(name, scale) for name in MODELS for scale in (2, 3, 4) if scale in SCALES.get(name, (2, 3, 4))]
 
-@pytest.mark.parametrize("scale", [2, 3, 4])
-def test_srcnn_takes_lr_and_returns_hr_size(scale):
-    model = build_model(ModelParams(), scale)
+
+@pytest.mark.parametrize("name, scale", CASES)
+def test_every_model_takes_lr_and_returns_hr_size(name, scale):
+    model = build_model(ModelParams(name=name), scale)
+    assert model.takes_lr
     lr = torch.rand(2, 3, 10, 13)
     assert model(lr).shape == (2, 3, 10 * scale, 13 * scale)
+
+
+def test_a_scale_a_model_cannot_do_is_one_line():
+    with pytest.raises(SrlabError, match="model.name: johnson supports data.scale 2 and 4, not 3"):
+        build_model(ModelParams(name="johnson"), 3)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_overfits_one_patch(name, photo):
+    """60 Adam steps on one pair cut from a photo: the loss must fall to a fifth (a model that
+    cannot learn, or whose gradient is cut somewhere, fails this)."""
+    torch.manual_seed(0)
+    model = build_model(ModelParams(name=name), 2)
+    hr = torch.tensor(photo[:32, :32]).permute(2, 0, 1)[None].float() / 255
+    lr = torch.nn.functional.avg_pool2d(hr, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    first = None
+    for _ in range(60):
+        loss = torch.nn.functional.mse_loss(model(lr), hr)
+        first = first if first is not None else float(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < first / 5, (name, first, float(loss))
 
 
 def test_srcnn_is_9_5_5_with_64_and_32_channels():
@@ -21,6 +49,13 @@ def test_srcnn_is_9_5_5_with_64_and_32_channels():
     assert [c.kernel_size for c in convs] == [(9, 9), (5, 5), (5, 5)]
     assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 64), (64, 32), (32, 3)]
     assert count_parameters(model) == (9 * 9 * 3 * 64 + 64) + (5 * 5 * 64 * 32 + 32) + (5 * 5 * 32 * 3 + 3)
+    # FLOPs per output pixel: two per multiply-add of the three convolutions at HR resolution
+    assert flops_per_output_pixel(model) == 2 * (9 * 9 * 3 * 64 + 5 * 5 * 64 * 32 + 5 * 5 * 32 * 3)
+
+
+def test_srcnn915_has_a_1x1_mapping_layer():
+    model = build_model(ModelParams(name="srcnn915"), 3)
+    assert model.map.kernel_size == (1, 1)
 
 
 def test_residual_adds_the_upsampled_input():
@@ -31,5 +66,26 @@ def test_residual_adds_the_upsampled_input():
     torch.testing.assert_close(residual(lr), plain(lr) + up)
 
 
-def test_registry_names_every_model():
-    assert set(MODELS) == {"srcnn"}
+def test_srresnet_has_16_batch_norm_blocks_and_pixel_shuffle():
+    model = build_model(ModelParams(name="srresnet"), 4)
+    assert len(model.body) == 16
+    assert sum(isinstance(m, torch.nn.PixelShuffle) for m in model.modules()) == 2
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.body.modules())
+
+
+def test_edsr_has_no_batch_norm_and_scales_its_residuals():
+    model = build_model(ModelParams(name="edsr"), 2)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert model.body[0].res_scale == 0.1
+
+
+def test_johnson_output_is_a_scaled_tanh_in_0_1():
+    model = build_model(ModelParams(name="johnson"), 4)
+    out = model(torch.rand(1, 3, 8, 8) * 50)  # saturating input
+    assert out.min() >= 0 and out.max() <= 1
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules()) == 2
+
+
+def test_discriminator_gives_one_logit_per_image_at_any_size():
+    d = build_discriminator()
+    assert d(torch.rand(3, 3, 32, 32)).shape == (3,) and d(torch.rand(2, 3, 48, 40)).shape == (2,)

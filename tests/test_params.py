@@ -33,7 +33,7 @@ def test_the_interface_key_loss_vgg_weight_exists():
     "raw, message",
     [
         ({"loss": {"vgg_wieght": 0.3}}, "loss.vgg_wieght: unknown parameter; did you mean loss.vgg_weight?"),
-        ({"model": {"name": "srcn"}}, "model.name: 'srcn' is not one of srcnn; did you mean 'srcnn'?"),
+        ({"model": {"name": "srcn"}}, "model.name: 'srcn' is not one of srcnn, srcnn915, rescnn, srresnet, johnson, edsr; did you mean 'srcnn'?"),
         ({"train": {"epochs": "ten"}}, "train.epochs: expected an integer, got 'ten'"),
         ({"train": {"lr": 0}}, "train.lr: must be greater than 0.0"),
         ({"data": {"scale": 5}}, "data.scale: 5 is not one of 2, 3, 4"),

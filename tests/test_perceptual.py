@@ -6,9 +6,9 @@ from torch import nn
 
 import srlab.backbones as backbones
 from srlab.errors import SrlabError
-from srlab.losses import SRLoss, build_perceptual
+from srlab.losses import SRLoss, build_perceptual, build_terms
 from srlab.losses.perceptual import RELU_INDEX, VGGPerceptualLoss
-from srlab.params import LayerWeights
+from srlab.params import LayerWeights, LossParams
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +71,48 @@ def test_random_backbone_is_seeded_and_leaves_training_rng_alone():
 def test_total_loss_is_mse_plus_weighted_perceptual():
     perceptual = build_perceptual("random", 0, LayerWeights())
     out, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
-    total, terms = SRLoss(perceptual, 0.3)(out, target)
+    weights = LossParams(vgg_weight=0.3).all_weights()
+    total, terms = SRLoss(build_terms(LossParams(), weights, 0, perceptual), weights)(out, target)
     torch.testing.assert_close(total, terms["l_mse"] + 0.3 * terms["l_perceptual"])
-    total, terms = SRLoss(perceptual, 0.0)(out, target)
+    weights = LossParams().pixel_weights()
+    total, terms = SRLoss(build_terms(LossParams(), weights, 0, perceptual), weights)(out, target)
     assert set(terms) == {"l_mse"}
+
+
+def test_every_term_is_built_logged_and_weighted():
+    from srlab.models import build_discriminator
+
+    perceptual = build_perceptual("random", 0, LayerWeights())
+    loss = LossParams(mse_weight=1, l1_weight=0.5, ssim_weight=0.2, vgg_weight=0.1, vgg19_weight=0.01,
+                      resnet_weight=0.02, adversarial_weight=1e-3)
+    weights = loss.all_weights()
+    objective = SRLoss(build_terms(loss, weights, 0, perceptual, build_discriminator()), weights)
+    out = torch.rand(2, 3, 32, 32, requires_grad=True)
+    total, terms = objective(out, torch.rand(2, 3, 32, 32))
+    assert set(terms) == {"l_mse", "l_l1", "l_ssim", "l_perceptual", "l_vgg19", "l_resnet", "l_adversarial"}
+    torch.testing.assert_close(total, sum(weights[k[2:]] * v for k, v in terms.items()))
+    total.backward()
+    assert out.grad is not None and torch.isfinite(out.grad).all()
+    assert all(not p.requires_grad for p in objective.terms["vgg19"].parameters())
+
+
+def test_ssim_loss_is_zero_for_identical_images_and_agrees_with_the_metric(photo):
+    from srlab.losses.content import SSIMLoss
+    from skimage.metrics import structural_similarity
+
+    x = torch.tensor(photo).permute(2, 0, 1)[None].float() / 255
+    assert float(SSIMLoss()(x, x)) == pytest.approx(0.0, abs=1e-6)
+    noisy = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    reference = structural_similarity(noisy[0].permute(1, 2, 0).numpy(), x[0].permute(1, 2, 0).numpy(), channel_axis=-1,
+                                      data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert 1 - float(SSIMLoss()(noisy, x)) == pytest.approx(reference, abs=2e-3)  # skimage pads, we do not
 
 
 def test_missing_imagenet_weights_stop_with_one_line_naming_the_way_out(monkeypatch, tmp_path):
     def offline(**kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(backbones.IMAGENET, "get_state_dict", offline, raising=False)
+    monkeypatch.setattr(backbones.BACKBONES["vgg16"].weights, "get_state_dict", offline, raising=False)
     monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path))
     with pytest.raises(SrlabError) as err:
         backbones.vgg16_features("imagenet", seed=0)

@@ -149,6 +149,19 @@ def test_queued_sweep_then_compare_and_plots_diff(project, tmp_path):
     assert names[0] in html and names[1] in html
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["srcnn915", "rescnn", "srresnet", "johnson", "edsr"])
+def test_every_model_runs_the_whole_pipeline(project, model):
+    """`dvc exp run -S model.name=...`: trains, evaluates and plots through the same stages."""
+    repo, env = project
+    done = _run(f"dvc exp run -S model.name={model} -S train.epochs=1 -S loss.vgg_weight=0.5", repo, env)
+    assert {"train_mse", "train_perceptual", "evaluate", "plots"} <= _stages_run(done.stdout)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(metrics["Set5"]) == {"bicubic", f"{model}_mse", f"{model}_perceptual"}
+    assert metrics["provenance"]["model"] == model
+    assert (repo / "reports/figures/Set5/baby.png").is_file()
+
+
 def _stage(repo: Path, env: dict, script: str, args: str, params: dict) -> subprocess.CompletedProcess:
     (repo / "case.yaml").write_text(yaml.safe_dump(params))
     return _run(f"python stages/{script}.py --params case.yaml {args}", repo, env, ok=False)

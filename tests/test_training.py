@@ -22,7 +22,7 @@ def patches(tmp_path, photo, rng):
 
 def _job(tmp_path, patches, run: str, **params) -> TrainJob:
     p = parse_params({"train": {"batch_size": 8, "device": "cpu", **params}})
-    return TrainJob(name="t", params=p, vgg_weight=0.5, epochs=p.train.epochs, patches=patches,
+    return TrainJob(name="t", params=p, weights={"mse": 1.0, "perceptual": 0.5}, epochs=p.train.epochs, patches=patches,
                     model_out=tmp_path / run / "model.pt", checkpoint_dir=tmp_path / run / "ckpt")
 
 
@@ -35,7 +35,8 @@ def test_same_seed_gives_identical_weights_and_curves(tmp_path, patches):
     a = train(_job(tmp_path, patches, "a", epochs=2), log=logged.append)
     b = train(_job(tmp_path, patches, "b", epochs=2))
     assert a["history"] == b["history"] == logged
-    assert set(logged[0]) == {"epoch", "train/loss", "train/l_mse", "train/l_perceptual", "val/l_mse", "val/l_perceptual"}
+    assert set(logged[0]) == {"epoch", "train/loss", "train/objective_l_mse", "train/objective_l_perceptual"} | {
+        f"{split}/{k}" for split in ("train", "val") for k in ("l_mse", "l_perceptual", "psnr", "ssim")}
     for key, value in _weights(tmp_path / "a" / "model.pt").items():
         assert torch.equal(value, _weights(tmp_path / "b" / "model.pt")[key])
 
@@ -159,7 +160,7 @@ from srlab.training import TrainJob, train
 
 patches, run, epochs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 p = parse_params({"train": {"batch_size": 4, "device": "cpu", "epochs": epochs}})
-job = TrainJob(name="t", params=p, vgg_weight=0.5, epochs=epochs, patches=patches,
+job = TrainJob(name="t", params=p, weights={"mse": 1.0, "perceptual": 0.5}, epochs=epochs, patches=patches,
                model_out=run / "model.pt", checkpoint_dir=run / "ckpt")
 train(job, log=lambda row: print("epoch", row["epoch"], flush=True))
 """
@@ -203,3 +204,58 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_same_weights(tmp_path, p
     for key, value in _weights(tmp_path / "killed" / "model.pt").items():
         assert torch.equal(value, straight[key]), key
     assert not list((tmp_path / "killed").rglob("*.tmp*"))  # no half-written file left to mistake for output
+
+
+def _cli(*args):
+    from srlab.cli import main
+
+    main([str(a) for a in args])
+
+
+def _params_file(tmp_path, **train):
+    import yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train": {"batch_size": 8, "device": "cpu", **train}}))
+    return path
+
+
+def test_cli_train_then_resume_longer_equals_one_long_run(tmp_path, patches, capsys):
+    params = _params_file(tmp_path, epochs=2)
+    _cli("train", "--params", params, "--patches", patches, "--out", tmp_path / "short")
+    _cli("resume", tmp_path / "short/checkpoints/last.pt", "--set", "train.epochs=4")
+    assert "resuming from" in capsys.readouterr().out
+    _cli("train", "--params", params, "--set", "train.epochs=4", "--patches", patches, "--out", tmp_path / "long")
+    long = _weights(tmp_path / "long/model.pt")
+    for key, value in _weights(tmp_path / "short/model.pt").items():
+        assert torch.equal(value, long[key]), key
+    best = checkpoint.load(tmp_path / "long/checkpoints/best_psnr.pt")["meta"]
+    history = checkpoint.load(tmp_path / "long/model.pt")["meta"]["history"]
+    assert best["val_psnr"] == max(row["val/psnr"] for row in history)
+    assert (tmp_path / "long/checkpoints/best_ssim.pt").is_file()
+
+
+def test_cli_resume_with_other_params_is_refused_in_one_line(tmp_path, patches, capsys):
+    _cli("train", "--params", _params_file(tmp_path, epochs=1), "--patches", patches, "--out", tmp_path / "run")
+    with pytest.raises(SystemExit):
+        _cli("resume", tmp_path / "run/checkpoints/last.pt", "--set", "train.lr=0.1")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot resume from it" in err[0]
+
+
+def test_srgan_trains_its_discriminator_and_resumes_it_exactly(tmp_path, patches):
+    def job(run, epochs):
+        p = parse_params({"model": {"name": "srresnet"}, "loss": {"adversarial_weight": 1e-3},
+                          "train": {"batch_size": 8, "device": "cpu", "perceptual_epochs": epochs}})
+        return TrainJob(name="g", params=p, weights=p.loss.all_weights(), epochs=epochs, patches=patches, stage="perceptual",
+                        model_out=tmp_path / run / "model.pt", checkpoint_dir=tmp_path / run / "ckpt")
+
+    meta = train(job("straight", 2))
+    assert "train/objective_l_adversarial" in meta["history"][0]
+    train(job("resumed", 1))
+    state = checkpoint.load(tmp_path / "resumed/ckpt/last.pt")
+    assert "discriminator" in state and "optimizer_d" in state
+    train(job("resumed", 2), must_resume=True)
+    straight = _weights(tmp_path / "straight/model.pt")
+    for key, value in _weights(tmp_path / "resumed/model.pt").items():
+        assert torch.equal(value, straight[key]), key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def inspect(args) -> None:
     from srlab import checkpoint
 
     meta = checkpoint.load(args.checkpoint)["meta"]
-    for key in ("arch", "scale", "upsample", "residual", "parameters", "epochs", "vgg_weight", "backbone", "device", "torch", "srlab"):
+    for key in ("arch", "scale", "upsample", "residual", "parameters", "epochs", "loss_weights", "best", "backbone", "device", "torch", "srlab"):
         if key in meta:
             print(f"{key:>11}: {meta[key]}")
     if meta.get("history"):
@@ -81,6 +82,53 @@ def compare(args) -> None:
     print(f"compare: {len(runs)} experiments -> {picture}, {markdown}")
 
 
+def train_command(args) -> None:
+    from srlab.params import load_params
+    from srlab.training import TrainJob
+
+    p = load_params(args.params, args.set)
+    name = f"{p.model.name}_{args.stage}"
+    out = args.out or Path("runs") / name
+    init = None
+    if args.stage == "perceptual" and p.train.perceptual_init == "mse":
+        if not args.init:
+            raise SrlabError("--init MODEL is needed to fine-tune (e.g. models/mse.pt), or --set train.perceptual_init=scratch")
+        init = args.init
+    job = TrainJob(
+        name=name, params=p, weights=p.loss.pixel_weights() if args.stage == "mse" else p.loss.all_weights(),
+        epochs=p.train.epochs if args.stage == "mse" else p.train.perceptual_epochs, patches=args.patches,
+        model_out=out / "model.pt", checkpoint_dir=out / "checkpoints", init_from=init, stage=args.stage, live=out / "live",
+    )
+    _run_job(job, must_resume=False)
+
+
+def resume_command(args) -> None:
+    from srlab import checkpoint
+    from srlab.params import apply_overrides, parse_params
+    from srlab.training import job_from_checkpoint
+
+    if args.checkpoint.name != "last.pt":
+        raise SrlabError(f"{args.checkpoint}: resume needs a run's last.pt (best_*.pt and model files hold weights only)")
+    meta = checkpoint.load(args.checkpoint)["meta"]
+    if "job" not in meta or "params" not in meta:
+        raise SrlabError(f"{args.checkpoint}: made by an srlab without resume support; re-run its training instead")
+    params = parse_params(apply_overrides(meta["params"], args.set), source=f"{args.checkpoint} + --set")
+    job = job_from_checkpoint(meta, params)
+    _run_job(dataclasses.replace(job, checkpoint_dir=args.checkpoint.parent), must_resume=True)
+
+
+def _run_job(job, must_resume: bool) -> None:
+    from dvclive import Live
+
+    from srlab.training import dvclive_logger, train
+
+    with Live(str(job.live), dvcyaml=None, save_dvc_exp=False) as live:
+        meta = train(job, log=dvclive_logger(live), must_resume=must_resume)
+    last = meta["history"][-1]
+    print(f"{job.name}: {meta['epochs']} epochs on {meta['device']}; val PSNR {last['val/psnr']:.2f} dB, "
+          f"best {meta['best']['psnr']:.2f} dB; model {job.model_out}, checkpoints in {job.checkpoint_dir}, curves in {job.live}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="srlab", description="Reproducible super-resolution experiments on DVC.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     gate = commands.add_parser("check-metrics", help="fail unless the trained models beat the baselines")
     gate.add_argument("metrics", nargs="?", type=Path, default=Path("reports/metrics.json"))
     gate.add_argument("--set", default="Set5", help="test set to check (default Set5)")
-    gate.add_argument("--min-gain", type=float, default=0.5, help="dB srcnn_mse must gain over bicubic (default 0.5)")
+    gate.add_argument("--min-gain", type=float, default=0.5, help="dB the MSE model must gain over bicubic (default 0.5)")
     gate.set_defaults(func=check_metrics)
 
     show = commands.add_parser("inspect", help="print what a model file or checkpoint holds")
@@ -97,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
 
     sr = commands.add_parser("super-resolve", help="upscale images of any size with a trained model")
     sr.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files (any mode: grey, RGBA, 16-bit...)")
-    sr.add_argument("--checkpoint", type=Path, required=True, help="a model file, e.g. models/srcnn_mse.pt")
+    sr.add_argument("--checkpoint", type=Path, required=True, help="a model file, e.g. models/mse.pt")
     sr.add_argument("--out", type=Path, required=True, help="folder for <name>_x<scale>.png")
     sr.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sr.add_argument("--tile", type=int, default=256, help="LR tile side; memory grows with its square (default 256)")
@@ -110,6 +158,21 @@ def main(argv: list[str] | None = None) -> None:
     cmp.add_argument("--all-commits", action="store_true", help="include experiments of every commit, not just HEAD")
     cmp.add_argument("--from-json", type=Path, help="read saved `dvc exp show --json` output instead of running it")
     cmp.set_defaults(func=compare)
+
+    tr = commands.add_parser("train", help="train outside DVC, with parameter overrides")
+    tr.add_argument("--params", type=Path, default=Path("params.yaml"))
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter, e.g. model.name=edsr")
+    tr.add_argument("--stage", choices=("mse", "perceptual"), default="mse", help="pixel terms only, or all loss terms")
+    tr.add_argument("--patches", type=Path, default=Path("data/patches"), help="prepared patches (dvc repro prepare)")
+    tr.add_argument("--init", type=Path, help="model file to fine-tune from (the perceptual stage)")
+    tr.add_argument("--out", type=Path, help="run folder (default runs/<model>_<stage>)")
+    tr.set_defaults(func=train_command)
+
+    rs = commands.add_parser("resume", help="continue a run from its last.pt exactly where it stopped")
+    rs.add_argument("checkpoint", type=Path, help="<run>/checkpoints/last.pt")
+    rs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="only train.epochs / train.perceptual_epochs may change (to train longer)")
+    rs.set_defaults(func=resume_command)
 
     args = parser.parse_args(argv)
     run(lambda: args.func(args), f"srlab {args.command}")

@@ -16,7 +16,7 @@ from srlab.fileio import write_text
 from srlab.plotting import plt, save_figure
 
 METRICS_FILE = "reports/metrics.json"
-METHOD = "srcnn_perceptual"  # the model whose trade-off the sweep moves
+SUFFIX = "_perceptual"  # the model whose trade-off the sweep moves: <model>_perceptual
 SETS = ("Set5", "Set14")
 
 
@@ -86,12 +86,17 @@ def table(runs: list[Experiment], keys: list[str]) -> str:
     for run in runs:
         cells = [run.name, *(str(run.params.get(k)) for k in keys)]
         for s in SETS:
-            score = run.metrics.get(s, {}).get(METHOD, {})
+            score = _perceptual_scores(run, s) or {}
             cells += [_fmt(score.get("psnr"), ".2f"), _fmt(score.get("ssim"), ".4f"), _fmt(score.get("perceptual"), ".6f")]
         lines.append("| " + " | ".join(cells) + " |")
     backbone = runs[0].metrics.get("provenance", {}).get("perceptual_backbone", "unknown")
-    return (f"Scores of `{METHOD}` per experiment (Y-PSNR, Y-SSIM, VGG16 perceptual distance; lower is closer).\n"
+    return (f"Scores of the perceptual model (`<model>{SUFFIX}`) per experiment (Y-PSNR, Y-SSIM, VGG16 perceptual distance; lower is closer).\n"
             f"Perceptual backbone: {backbone}.\n\n" + "\n".join(lines) + "\n")
+
+
+def _perceptual_scores(run: Experiment, set_name: str) -> dict | None:
+    scores = run.metrics.get(set_name, {})
+    return next((v for k, v in scores.items() if k.endswith(SUFFIX)), None)
 
 
 def _fmt(value, spec: str) -> str:
@@ -102,13 +107,13 @@ def figure(runs: list[Experiment], keys: list[str], out: Path) -> None:
     fig, axes = plt.subplots(1, len(SETS), figsize=(6 * len(SETS), 4.5))
     for ax, s in zip(axes, SETS):
         for run in runs:
-            score = run.metrics.get(s, {}).get(METHOD)
+            score = _perceptual_scores(run, s)
             if not score:
                 continue
             ax.scatter(score["perceptual"], score["psnr"], color="tab:orange")
             ax.annotate(label(run, keys), (score["perceptual"], score["psnr"]), fontsize=8,
                         xytext=(4, 4), textcoords="offset points")
-        ax.set(title=f"{s}: perception-distortion ({METHOD})", xlabel="perceptual distance (lower is better)",
+        ax.set(title=f"{s}: perception-distortion (<model>{SUFFIX})", xlabel="perceptual distance (lower is better)",
                ylabel="Y-PSNR (dB, higher is better)")
         ax.grid(alpha=0.3)
     save_figure(fig, out)

@@ -62,6 +62,7 @@ def summarise(table: pd.DataFrame, params: Params) -> dict:
     for (set_name, method), row in means.iterrows():
         summary.setdefault(set_name, {})[method] = {k: round(float(v), 6) for k, v in row.items()}
     summary["provenance"] = {
+        "model": params.model.name,
         "scale": params.data.scale,
         "degradation": params.eval.degradation
         + (f" (sigma {params.data.blur_sigma})" if params.eval.degradation == "gaussian" else ""),

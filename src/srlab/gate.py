@@ -18,21 +18,25 @@ def read_metrics(path: Path) -> dict:
 
 
 def check(metrics: dict, set_name: str, min_gain: float) -> tuple[list[str], list[str]]:
-    """Return (report lines, failures): srcnn_mse must beat bicubic PSNR by `min_gain` dB, and
-    srcnn_perceptual must have a lower perceptual distance than srcnn_mse."""
+    """Return (report lines, failures): the MSE model (`<model>_mse`) must beat bicubic PSNR by
+    `min_gain` dB, and the perceptual model (`<model>_perceptual`) must have a lower perceptual
+    distance than the MSE model."""
     try:
         scores = metrics[set_name]
-        bicubic, mse, perceptual = scores["bicubic"], scores["srcnn_mse"], scores["srcnn_perceptual"]
-    except KeyError as exc:
-        raise SrlabError(f"metrics have no entry {exc} for {set_name}") from None
+        bicubic = scores["bicubic"]
+        mse_name = next(name for name in scores if name.endswith("_mse"))
+        perceptual_name = next(name for name in scores if name.endswith("_perceptual"))
+    except (KeyError, StopIteration) as exc:
+        raise SrlabError(f"metrics have no bicubic, <model>_mse and <model>_perceptual entries for {set_name} ({exc!r})") from None
+    mse, perceptual = scores[mse_name], scores[perceptual_name]
     gain = mse["psnr"] - bicubic["psnr"]
     lines = [
-        f"{set_name}: srcnn_mse {mse['psnr']:.3f} dB vs bicubic {bicubic['psnr']:.3f} dB: gain {gain:+.3f} dB (need >= {min_gain})",
-        f"{set_name}: perceptual distance srcnn_perceptual {perceptual['perceptual']:.6g} vs srcnn_mse {mse['perceptual']:.6g} (need lower)",
+        f"{set_name}: {mse_name} {mse['psnr']:.3f} dB vs bicubic {bicubic['psnr']:.3f} dB: gain {gain:+.3f} dB (need >= {min_gain})",
+        f"{set_name}: perceptual distance {perceptual_name} {perceptual['perceptual']:.6g} vs {mse_name} {mse['perceptual']:.6g} (need lower)",
     ]
     failures = []
     if gain < min_gain:
-        failures.append(f"srcnn_mse gains {gain:.3f} dB over bicubic on {set_name}, less than {min_gain}")
+        failures.append(f"{mse_name} gains {gain:.3f} dB over bicubic on {set_name}, less than {min_gain}")
     if not perceptual["perceptual"] < mse["perceptual"]:
-        failures.append(f"srcnn_perceptual is not below srcnn_mse in perceptual distance on {set_name}")
+        failures.append(f"{perceptual_name} is not below {mse_name} in perceptual distance on {set_name}")
     return lines, failures

@@ -23,7 +23,8 @@ UPSAMPLERS = ("bicubic", "bilinear")
 DEVICES = ("auto", "cpu", "cuda")
 TEST_SETS = ("Set5", "Set14")
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-MODELS = ("srcnn",)
+BACKBONE_INITS = ("imagenet", "random")  # or the path of a state dict
+MODELS = ("srcnn", "srcnn915", "rescnn", "srresnet", "johnson", "edsr")
 
 
 def _rule(**kwargs) -> dict:
@@ -73,9 +74,26 @@ class LayerWeights:
 
 @dataclass(frozen=True)
 class LossParams:
+    # pixel terms: both training stages
+    mse_weight: float = field(default=1.0, **_rule(min=0.0))
+    l1_weight: float = field(default=0.0, **_rule(min=0.0))
+    ssim_weight: float = field(default=0.0, **_rule(min=0.0))
+    # feature and adversarial terms: train_perceptual only
     vgg_weight: float = field(default=1.0, **_rule(min=0.0))
     vgg_layers: LayerWeights = field(default_factory=LayerWeights)
-    vgg_init: str = field(default="random", **_rule(choices_or_file=("imagenet", "random")))
+    vgg_init: str = field(default="random", **_rule(choices_or_file=BACKBONE_INITS))
+    vgg19_weight: float = field(default=0.0, **_rule(min=0.0))
+    vgg19_init: str = field(default="random", **_rule(choices_or_file=BACKBONE_INITS))
+    resnet_weight: float = field(default=0.0, **_rule(min=0.0))
+    resnet_init: str = field(default="random", **_rule(choices_or_file=BACKBONE_INITS))
+    adversarial_weight: float = field(default=0.0, **_rule(min=0.0))
+
+    def pixel_weights(self) -> dict[str, float]:
+        return {"mse": self.mse_weight, "l1": self.l1_weight, "ssim": self.ssim_weight}
+
+    def all_weights(self) -> dict[str, float]:
+        return {**self.pixel_weights(), "perceptual": self.vgg_weight, "vgg19": self.vgg19_weight,
+                "resnet": self.resnet_weight, "adversarial": self.adversarial_weight}
 
 
 @dataclass(frozen=True)
@@ -115,9 +133,15 @@ def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = ())
         raise SrlabError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise SrlabError(f"{path}: expected a mapping of parameters at the top level")
+    apply_overrides(raw, overrides)
+    return parse_params(raw, source=str(path))
+
+
+def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
+    """`key.sub=value` items (value parsed as YAML) written into the raw params tree."""
     for item in overrides:
         _apply_override(raw, item)
-    return parse_params(raw, source=str(path))
+    return raw
 
 
 def parse_params(raw: dict, source: str = "params") -> Params:
@@ -183,6 +207,8 @@ def _check_value(key: str, value: Any, default: Any, rules) -> Any:
     elif kind is tuple:
         if isinstance(value, str):
             value = [value]
+        if isinstance(value, tuple):  # params stored in a checkpoint come back as tuples
+            value = list(value)
         if not isinstance(value, list) or not value:
             raise SrlabError(f"{key}: expected a non-empty list, got {value!r}")
         for item in value:

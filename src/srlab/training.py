@@ -1,12 +1,14 @@
-"""The training loop, top to bottom: set-up, resume, epochs, validation, checkpoint, final model.
+"""The training loop, top to bottom: set-up, resume, epochs, validation, checkpoints, final model.
 
-Both pipeline models come from here: train_mse with vgg_weight 0, train_perceptual with the
-configured weight, starting from the MSE model. The patches live on the training device and
-batches are sampled and augmented there; losses are read back once per epoch, not per step.
+Both pipeline models come from here: train_mse with the pixel terms of the loss, train_perceptual
+with all of them (VGG16 perceptual, VGG19 / ResNet content, adversarial), starting from the MSE
+model. The patches live on the training device and batches are sampled and augmented there;
+losses are read back once per epoch, not per step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -24,27 +26,44 @@ from srlab.data.patches import load_pairs
 from srlab.device import describe_device, resolve_device, seed_everything
 from srlab.errors import SrlabError
 from srlab.inference import CHANNELS_LAST
-from srlab.losses import SRLoss, build_perceptual
-from srlab.models import build_model, count_parameters
+from srlab.losses import SRLoss, build_perceptual, build_terms
+from srlab.losses.content import SSIMLoss, discriminator_loss
+from srlab.models import build_discriminator, build_model, count_parameters
 from srlab.params import Params
 
-
 SCORED_PATCHES = 1024  # bounds the cached target features (~1 GB at 240 px) on large datasets
+BEST = {"psnr": "best_psnr.pt", "ssim": "best_ssim.pt"}  # kept beside last.pt, as the SRGAN note does
 
 
 @dataclass(frozen=True)
 class TrainJob:
     name: str  # e.g. srcnn_mse; names the curves and the checkpoint folder
     params: Params
-    vgg_weight: float  # 0 trains with MSE alone
+    weights: dict  # loss term -> weight, e.g. {"mse": 1.0, "perceptual": 0.3}
     epochs: int
     patches: Path  # folder written by the prepare stage
     model_out: Path
     checkpoint_dir: Path
     init_from: Path | None = None  # a model file whose weights start training
+    stage: str = "mse"  # mse | perceptual: which epochs param counts (train.epochs, train.perceptual_epochs)
+    live: Path | None = None  # where the curves go (dvclive folder); kept so resume can append to them
+
+    def describe(self) -> dict:
+        """Everything `srlab resume` needs to rebuild this job from a checkpoint."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "params"}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
 
 
-def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None) -> dict:
+def job_from_checkpoint(meta: dict, params: Params) -> TrainJob:
+    """The job a checkpoint was made by, with `params` (the stored ones, possibly overridden)."""
+    job = dict(meta["job"])
+    for key in ("patches", "model_out", "checkpoint_dir", "init_from", "live"):
+        job[key] = Path(job[key]) if job.get(key) else None
+    job["epochs"] = params.train.epochs if job["stage"] == "mse" else params.train.perceptual_epochs
+    return TrainJob(params=params, **job)
+
+
+def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None, must_resume: bool = False) -> dict:
     """Train, calling `log(row)` once per epoch (also for epochs replayed from a checkpoint)."""
     p = job.params
     seed_everything(p.seed)
@@ -66,24 +85,32 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None) -> dict
         start_model, _ = checkpoint.load_model(job.init_from, p.data.scale)
         model.load_state_dict(start_model.state_dict())
     perceptual = build_perceptual(p.loss.vgg_init, p.seed, p.loss.vgg_layers).to(device, memory_format=layout)
-    objective = SRLoss(perceptual, job.vgg_weight)
+    adversarial = job.weights.get("adversarial", 0) > 0
+    discriminator = build_discriminator().to(device, memory_format=layout) if adversarial else None
+    objective = SRLoss(build_terms(p.loss, job.weights, p.seed, perceptual, discriminator), job.weights).to(device)
     scored = {"train": _Scored(train_probe, perceptual, layout), "val": _Scored(val_probe, perceptual, layout)}
     optimizer = torch.optim.Adam(model.parameters(), lr=p.train.lr)
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=p.train.lr) if adversarial else None
     generator = torch.Generator().manual_seed(p.seed)
 
-    # resume only from a checkpoint made by exactly this job on exactly this data
+    # resume only from a checkpoint made by exactly this job on exactly this data (more epochs are fine)
     fingerprint = _fingerprint(job)
     last_path = job.checkpoint_dir / "last.pt"
-    start_epoch, history = 0, []
-    if last_path.exists():
-        state = checkpoint.load(last_path)
-        if state["meta"].get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            generator.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
-            start_epoch, history = state["meta"]["epoch"], state["meta"]["history"]
-            print(f"{job.name}: resuming from {last_path} after epoch {start_epoch}")
+    start_epoch, history, best = 0, [], {"psnr": -math.inf, "ssim": -math.inf}
+    state = checkpoint.load(last_path) if last_path.exists() else None
+    if state and state["meta"].get("fingerprint") == fingerprint and state["meta"]["epoch"] <= job.epochs:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if adversarial:
+            discriminator.load_state_dict(state["discriminator"])
+            optimizer_d.load_state_dict(state["optimizer_d"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, history, best = state["meta"]["epoch"], state["meta"]["history"], state["meta"]["best"]
+        print(f"{job.name}: resuming from {last_path} after epoch {start_epoch}")
+    elif must_resume:
+        why = "it does not exist" if state is None else "it was made by other params, code, data or more epochs"
+        raise SrlabError(f"{last_path}: cannot resume from it: {why}")
 
     for row in history:  # DVC cleared the outs before this run: replay the curves we keep
         log(row)
@@ -93,18 +120,24 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None) -> dict
     for epoch in bar:
         model.train()
         order = torch.randperm(n, generator=generator)
-        running = torch.zeros((), device=device)
+        running = {name: torch.zeros((), device=device) for name in ["loss", *(f"l_{t}" for t in objective.terms)]}
         first_bad = torch.full((), -1, device=device)  # step of the first non-finite loss, read once per epoch
         for step in range(steps):
             idx = order[step * p.train.batch_size : (step + 1) * p.train.batch_size].to(device)
             lr, hr = _augment(_as_float(train_set[0][idx]), _as_float(train_set[1][idx]), generator, layout)
-            loss, _ = objective(model(lr), hr)
+            sr = model(lr)
+            loss, terms = objective(sr, hr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += loss.detach()
+            if adversarial:  # then the discriminator learns to tell this batch's outputs from HR
+                optimizer_d.zero_grad(set_to_none=True)
+                discriminator_loss(discriminator, hr, sr).backward()
+                optimizer_d.step()
+            for name, value in [("loss", loss), *terms.items()]:
+                running[name] += value.detach()
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
-        row = {"epoch": epoch + 1, "train/loss": float(running) / steps}
+        row = {"epoch": epoch + 1, **{f"train/{'' if k == 'loss' else 'objective_'}{k}": float(v) / steps for k, v in running.items()}}
         if not math.isfinite(row["train/loss"]):
             at = epoch * steps + int(first_bad) + 1
             raise SrlabError(f"{job.name}: loss became non-finite at step {at} (epoch {epoch + 1}); "
@@ -113,21 +146,33 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None) -> dict
             row.update({f"{split}/{k}": v for k, v in patches.score(model).items()})
         history.append(row)
         log(row)
-        bar.set_postfix(loss=f"{row['train/loss']:.4g}", val_mse=f"{row['val/l_mse']:.4g}")
+        bar.set_postfix(loss=f"{row['train/loss']:.4g}", val_psnr=f"{row['val/psnr']:.2f}")
+        for metric, filename in BEST.items():  # best-so-far on val, before last.pt so a crash keeps them consistent
+            if row[f"val/{metric}"] > best[metric]:
+                best[metric] = row[f"val/{metric}"]
+                checkpoint.save(job.checkpoint_dir / filename, {"model": model.state_dict(), "meta": {
+                    **_model_meta(job, model, device), "epoch": epoch + 1, f"val_{metric}": best[metric]}})
         checkpoint.save(last_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            **({"discriminator": discriminator.state_dict(), "optimizer_d": optimizer_d.state_dict()} if adversarial else {}),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "meta": {"fingerprint": fingerprint, "epoch": epoch + 1, "history": history},
+            "meta": {"fingerprint": fingerprint, "epoch": epoch + 1, "history": history, "best": best,
+                     "job": job.describe(), "params": p.to_dict()},
         })
 
-    meta = {
-        "arch": p.model.name, "scale": p.data.scale, "upsample": p.model.upsample, "residual": p.model.residual,
-        "parameters": count_parameters(model), "vgg_weight": job.vgg_weight, "epochs": job.epochs,
-        "backbone": describe_vgg(p.loss.vgg_init, p.seed), "device": describe_device(device), "torch": str(torch.__version__),
-        "srlab": __version__, "history": history,
-    }
+    meta = {**_model_meta(job, model, device), "epochs": job.epochs, "best": best, "history": history}
     checkpoint.save(job.model_out, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta})
     return meta
+
+
+def _model_meta(job: TrainJob, model, device) -> dict:
+    p = job.params
+    return {
+        "arch": p.model.name, "scale": p.data.scale, "upsample": p.model.upsample, "residual": p.model.residual,
+        "parameters": count_parameters(model), "loss_weights": {k: w for k, w in job.weights.items() if w > 0},
+        "backbone": describe_vgg(p.loss.vgg_init, p.seed), "device": describe_device(device),
+        "torch": str(torch.__version__), "srlab": __version__,
+    }
 
 
 def _to_device(pairs, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,6 +207,7 @@ class _Scored:
 
     def __init__(self, pairs, perceptual, layout, batch: int = 64):
         self.perceptual, self.layout = perceptual, layout
+        self.ssim = SSIMLoss().to(pairs[0].device)
         self.batches = []
         with torch.no_grad():
             for i in range(0, len(pairs[0]), batch):
@@ -170,15 +216,19 @@ class _Scored:
 
     @torch.no_grad()
     def score(self, model) -> dict[str, float]:
+        """Mean MSE, perceptual distance, RGB PSNR (of the mean MSE) and SSIM of clamped outputs."""
         model.eval()
-        total, count = {"l_mse": 0.0, "l_perceptual": 0.0}, 0
+        total, count = {"l_mse": 0.0, "l_perceptual": 0.0, "ssim": 0.0}, 0
         for lr, hr, target_features in self.batches:
             out = model(_as_float(lr, self.layout)).clamp(0, 1)
             total["l_mse"] += float(torch.nn.functional.mse_loss(out, hr)) * len(lr)
             total["l_perceptual"] += float(self.perceptual.distance(self.perceptual.extract(out), target_features)) * len(lr)
+            total["ssim"] += (1 - float(self.ssim(out, hr))) * len(lr)
             count += len(lr)
         model.train()
-        return {k: v / count for k, v in total.items()}
+        means = {k: v / count for k, v in total.items()}
+        means["psnr"] = 10 * math.log10(1 / max(means["l_mse"], 1e-12))
+        return means
 
 
 def dvclive_logger(live) -> Callable[[dict], None]:
@@ -204,8 +254,12 @@ def _code_digest() -> str:
 
 
 def _fingerprint(job: TrainJob) -> str:
+    """What a checkpoint must share with this job to be resumed. Not the epoch count: a longer run
+    continues a shorter one exactly (no schedule depends on it)."""
+    params = job.params.to_dict()
+    params["train"] = {k: v for k, v in params["train"].items() if k not in ("epochs", "perceptual_epochs")}
     parts = {
-        "params": job.params.to_dict(), "vgg_weight": job.vgg_weight, "epochs": job.epochs, "code": _code_digest(),
+        "params": params, "weights": job.weights, "code": _code_digest(),
         "data": [file_md5(job.patches / f"{s}_{k}.npy") for s in ("train", "val") for k in ("hr", "lr")],
         "init": file_md5(job.init_from) if job.init_from else None,
     }

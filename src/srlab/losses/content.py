@@ -1,0 +1,89 @@
+"""Single-layer content losses of the SRGAN note: VGG19 relu5_4 and ResNet features, and 1 - SSIM."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srlab.backbones import backbone
+from srlab.losses.perceptual import IMAGENET_MEAN, IMAGENET_STD
+
+VGG19_RELU5_4 = 36  # torchvision vgg19().features[:36] ends with relu5_4
+
+
+def vgg19_relu5_4(init: str, seed: int) -> nn.Module:
+    return backbone("vgg19", init, seed, param="loss.vgg19_init").features[:VGG19_RELU5_4]
+
+
+def resnet18_layer3(init: str, seed: int) -> nn.Module:
+    net = backbone("resnet18", init, seed, param="loss.resnet_init")
+    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+
+
+class ContentLoss(nn.Module):
+    """MSE between the feature maps of a frozen network, inputs normalised with ImageNet stats."""
+
+    def __init__(self, trunk: nn.Module):
+        super().__init__()
+        self.trunk = trunk.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.trunk.eval()  # batch-norm statistics of the measuring network never move
+        return self
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            wanted = self.trunk((target - self.mean) / self.std)
+        return F.mse_loss(self.trunk((output - self.mean) / self.std), wanted)
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+class SSIMLoss(nn.Module):
+    """1 - mean SSIM over RGB channels (Gaussian window 11, sigma 1.5; Wang et al. 2004 constants)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("window", gaussian_window())
+
+    def _blur(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        w = self.window.to(x.dtype)
+        x = F.conv2d(x, w.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return F.conv2d(x, w.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        c1, c2 = 0.01**2, 0.03**2
+        mu_x, mu_y = self._blur(output), self._blur(target)
+        var_x = self._blur(output * output) - mu_x**2
+        var_y = self._blur(target * target) - mu_y**2
+        cov = self._blur(output * target) - mu_x * mu_y
+        ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+        return 1 - ssim.mean()
+
+
+class AdversarialLoss(nn.Module):
+    """The generator's side of SRGAN: -log D(G(x)), as BCE against 'real'. The discriminator is
+    trained by the loop with `discriminator_loss`."""
+
+    def __init__(self, discriminator: nn.Module):
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = self.discriminator(output)
+        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
+def discriminator_loss(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    real_logits, fake_logits = discriminator(real), discriminator(fake.detach())
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))

@@ -1,0 +1,47 @@
+"""SRResNet and the SRGAN discriminator (Ledig et al., 2017), as the SRResNet/SRGAN note trains them."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from srlab.models.blocks import ResidualBlock, conv, pixel_shuffle_upsampler
+
+
+class SRResNet(nn.Module):
+    """9x9 conv + PReLU, 16 residual blocks (BN, PReLU), conv + BN with a long skip,
+    pixel-shuffle upsampling (x2, x3, x4), 9x9 conv to RGB."""
+
+    takes_lr = True
+
+    def __init__(self, scale: int, channels: int = 64, blocks: int = 16):
+        super().__init__()
+        self.scale = scale
+        self.head = nn.Sequential(conv(3, channels, 9), nn.PReLU(channels))
+        self.body = nn.Sequential(*[ResidualBlock(channels, True, nn.PReLU(channels)) for _ in range(blocks)])
+        self.body_end = nn.Sequential(conv(channels, channels), nn.BatchNorm2d(channels))
+        self.upsample = pixel_shuffle_upsampler(channels, scale, lambda: nn.PReLU(channels))
+        self.tail = conv(channels, 3, 9)
+
+    def forward(self, lr):
+        features = self.head(lr)
+        return self.tail(self.upsample(features + self.body_end(self.body(features))))
+
+
+class Discriminator(nn.Module):
+    """SRGAN's discriminator: 8 convs (64 -> 512 channels, strided every other), LeakyReLU 0.2,
+    BN after the first; the dense head is a global pool and 1x1 convs so any patch size works.
+    Returns one logit per image."""
+
+    def __init__(self, channels: int = 64):
+        super().__init__()
+        layers, c_in = [conv(3, channels), nn.LeakyReLU(0.2, inplace=True)], channels
+        for i, c_out in enumerate([channels, 2 * channels, 2 * channels, 4 * channels, 4 * channels, 8 * channels, 8 * channels]):
+            stride = 2 if i % 2 == 0 else 1
+            layers += [conv(c_in, c_out, stride=stride), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c_in, 16 * channels, 1),
+                                  nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(16 * channels, 1, 1))
+
+    def forward(self, x):
+        return self.head(self.features(x)).flatten()
