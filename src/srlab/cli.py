@@ -129,6 +129,16 @@ def _run_job(job, must_resume: bool) -> None:
           f"best {meta['best']['psnr']:.2f} dB; model {job.model_out}, checkpoints in {job.checkpoint_dir}, curves in {job.live}")
 
 
+def bench_command(args) -> None:
+    from srlab.bench import report, run, to_json
+    from srlab.fileio import write_text
+
+    result = run(args.set, smoke=args.smoke, workers=args.workers)
+    print(report(result))
+    if args.json:
+        write_text(args.json, to_json(result) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="srlab", description="Reproducible super-resolution experiments on DVC.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +183,14 @@ def main(argv: list[str] | None = None) -> None:
     rs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="only train.epochs / train.perceptual_epochs may change (to train longer)")
     rs.set_defaults(func=resume_command)
+
+    bn = commands.add_parser("bench", help="training images/s against the on-device ceiling and a seeds-style loader")
+    bn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="e.g. train.precision=bf16, train.compile=true, model.name=edsr, data.hr_size=96")
+    bn.add_argument("--smoke", action="store_true", help="small sizes: a check that it runs (CI, CPU)")
+    bn.add_argument("--workers", type=int, default=4, help="DataLoader workers of the seeds-style loader (c)")
+    bn.add_argument("--json", type=Path, help="also write the numbers to this file")
+    bn.set_defaults(func=bench_command)
 
     args = parser.parse_args(argv)
     run(lambda: args.func(args), f"srlab {args.command}")

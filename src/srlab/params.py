@@ -59,6 +59,8 @@ class TrainParams:
     batch_size: int = field(default=16, **_rule(min=1))
     lr: float = field(default=3e-4, **_rule(min_exclusive=0.0))
     device: str = field(default="auto", **_rule(choices=DEVICES))
+    precision: str = field(default="auto", **_rule(choices=("auto", "fp32", "bf16")))  # auto: bf16 on CUDA that has it
+    compile: bool = False  # torch.compile the model (minutes of compiling; pays off on long GPU runs)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from srlab import __version__, checkpoint
+from torch.nn.parallel import DistributedDataParallel
+
+from srlab import __version__, checkpoint, distributed
 from srlab.backbones import describe_vgg
 from srlab.data.download import file_md5
 from srlab.data.patches import load_pairs
@@ -67,9 +69,22 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None, must_re
     """Train, calling `log(row)` once per epoch (also for epochs replayed from a checkpoint)."""
     p = job.params
     seed_everything(p.seed)
-    device = resolve_device(p.train.device)
+    ranks, device, started = distributed.start(resolve_device(p.train.device))
+    try:
+        return _train(job, log, must_resume, ranks, device)
+    finally:
+        distributed.stop(started)
+
+
+def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, device: torch.device) -> dict:
+    p = job.params
     # NHWC speeds cuDNN up; on CPU it slows the backward pass, so CPU keeps the default layout
     layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch sizes: autotuning pays off after one step
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(p.train.precision, device))
+    if p.train.batch_size % ranks.world:
+        raise SrlabError(f"train.batch_size: {p.train.batch_size} does not split evenly over {ranks.world} processes")
 
     # data: uint8 patches on the device, converted per batch
     train_set, val_set = _to_device(load_pairs(job.patches, "train"), device), _to_device(load_pairs(job.patches, "val"), device)
@@ -89,6 +104,8 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None, must_re
     discriminator = build_discriminator().to(device, memory_format=layout) if adversarial else None
     objective = SRLoss(build_terms(p.loss, job.weights, p.seed, perceptual, discriminator), job.weights).to(device)
     scored = {"train": _Scored(train_probe, perceptual, layout), "val": _Scored(val_probe, perceptual, layout)}
+    net = DistributedDataParallel(model) if ranks.world > 1 else model  # averages gradients across ranks
+    net = torch.compile(net) if p.train.compile else net
     optimizer = torch.optim.Adam(model.parameters(), lr=p.train.lr)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=p.train.lr) if adversarial else None
     generator = torch.Generator().manual_seed(p.seed)
@@ -107,41 +124,54 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None, must_re
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, history, best = state["meta"]["epoch"], state["meta"]["history"], state["meta"]["best"]
-        print(f"{job.name}: resuming from {last_path} after epoch {start_epoch}")
+        if ranks.main:
+            print(f"{job.name}: resuming from {last_path} after epoch {start_epoch}")
     elif must_resume:
         why = "it does not exist" if state is None else "it was made by other params, code, data or more epochs"
         raise SrlabError(f"{last_path}: cannot resume from it: {why}")
 
+    log = log if ranks.main else (lambda row: None)
     for row in history:  # DVC cleared the outs before this run: replay the curves we keep
         log(row)
     n = len(train_set[0])
     steps = n // p.train.batch_size
-    bar = tqdm(range(start_epoch, job.epochs), desc=job.name, unit="epoch", initial=start_epoch, total=job.epochs, disable=None)
+    bar = tqdm(range(start_epoch, job.epochs), desc=job.name, unit="epoch", initial=start_epoch, total=job.epochs,
+               disable=None if ranks.main else True)
     for epoch in bar:
         model.train()
         order = torch.randperm(n, generator=generator)
         running = {name: torch.zeros((), device=device) for name in ["loss", *(f"l_{t}" for t in objective.terms)]}
         first_bad = torch.full((), -1, device=device)  # step of the first non-finite loss, read once per epoch
         for step in range(steps):
-            idx = order[step * p.train.batch_size : (step + 1) * p.train.batch_size].to(device)
-            lr, hr = _augment(_as_float(train_set[0][idx]), _as_float(train_set[1][idx]), generator, layout)
-            sr = model(lr)
-            loss, terms = objective(sr, hr)
+            # every rank draws the whole batch and its flips (same generator), then takes its share,
+            # so N processes see exactly the batches one process would
+            idx = order[step * p.train.batch_size : (step + 1) * p.train.batch_size]
+            flips = draw_flips(len(idx), generator)
+            idx, flips = idx[ranks.rank :: ranks.world].to(device), flips[:, ranks.rank :: ranks.world].to(device)
+            lr, hr = (apply_flips(_as_float(t[idx]), flips, layout) for t in train_set)
+            with autocast:
+                sr = net(lr)
+                loss, terms = objective(sr.float(), hr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if adversarial:  # then the discriminator learns to tell this batch's outputs from HR
                 optimizer_d.zero_grad(set_to_none=True)
-                discriminator_loss(discriminator, hr, sr).backward()
+                with autocast:
+                    d_loss = discriminator_loss(discriminator, hr, sr.float())
+                d_loss.backward()
                 optimizer_d.step()
             for name, value in [("loss", loss), *terms.items()]:
                 running[name] += value.detach()
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
+        running = ranks.mean(running)  # the one read-back of the epoch
         row = {"epoch": epoch + 1, **{f"train/{'' if k == 'loss' else 'objective_'}{k}": float(v) / steps for k, v in running.items()}}
         if not math.isfinite(row["train/loss"]):
             at = epoch * steps + int(first_bad) + 1
             raise SrlabError(f"{job.name}: loss became non-finite at step {at} (epoch {epoch + 1}); "
                              f"last good checkpoint kept at {last_path}")
+        if not ranks.main:
+            continue  # rank 0 scores, logs and checkpoints; the others go on to the next epoch
         for split, patches in scored.items():
             row.update({f"{split}/{k}": v for k, v in patches.score(model).items()})
         history.append(row)
@@ -161,8 +191,15 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None, must_re
         })
 
     meta = {**_model_meta(job, model, device), "epochs": job.epochs, "best": best, "history": history}
-    checkpoint.save(job.model_out, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta})
+    if ranks.main:
+        checkpoint.save(job.model_out, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta})
     return meta
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    if precision == "bf16":
+        return True
+    return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def _model_meta(job: TrainJob, model, device) -> dict:
@@ -189,16 +226,17 @@ def _as_float(batch: torch.Tensor, layout=torch.contiguous_format) -> torch.Tens
     return batch.float().div_(255.0).contiguous(memory_format=layout)
 
 
-def _augment(lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator, layout):
-    """The same random flip / transpose (the 8 symmetries of a square) for each LR/HR pair."""
-    flips = torch.randint(0, 2, (3, lr.shape[0]), generator=generator).bool().to(lr.device)
-    out = []
-    for x in (lr, hr):
-        x = torch.where(flips[0, :, None, None, None], x.flip(-1), x)
-        x = torch.where(flips[1, :, None, None, None], x.flip(-2), x)
-        x = torch.where(flips[2, :, None, None, None], x.transpose(-1, -2), x)
-        out.append(x.contiguous(memory_format=layout))
-    return out
+def draw_flips(batch: int, generator: torch.Generator) -> torch.Tensor:
+    """One of the 8 symmetries of a square per sample: horizontal flip, vertical flip, transpose."""
+    return torch.randint(0, 2, (3, batch), generator=generator).bool()
+
+
+def apply_flips(x: torch.Tensor, flips: torch.Tensor, layout) -> torch.Tensor:
+    """The same flips for an LR batch and its HR batch keep the pairs aligned."""
+    x = torch.where(flips[0, :, None, None, None], x.flip(-1), x)
+    x = torch.where(flips[1, :, None, None, None], x.flip(-2), x)
+    x = torch.where(flips[2, :, None, None, None], x.transpose(-1, -2), x)
+    return x.contiguous(memory_format=layout)
 
 
 class _Scored:

@@ -1,0 +1,176 @@
+"""`srlab bench`: training throughput against its ceiling and against a seeds-style loader.
+
+All in one process and one run, so the ratios compare like with like:
+  (a) the real training loop (srlab.training.train) on prepared patches, epochs 2..N timed;
+  (b) the same model, loss, precision and batch on one batch already on the device: the ceiling;
+  (c) the same step fed by a DataLoader like the seeds' (PIL decode, random crop, bicubic down and
+      up, ToTensor, 4 workers);
+plus peak memory and super-resolve throughput on a 1920x1080 input.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from srlab.data.patches import PatchPairs, save_pairs
+from srlab.device import describe_device, resolve_device
+from srlab.inference import CHANNELS_LAST, super_resolve
+from srlab.models import build_model
+from srlab.params import Params, parse_params
+from srlab.training import TrainJob, _use_bf16, train
+
+FULL = {"hr_size": 240, "batch": 64, "patches": 4096, "epochs": 3, "photos": 64, "photo_size": (500, 375), "sr_input": (1920, 1080)}
+SMOKE = {"hr_size": 48, "batch": 8, "patches": 256, "epochs": 2, "photos": 8, "photo_size": (160, 120), "sr_input": (240, 135)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _photos(folder: Path, count: int, size: tuple[int, int], rng: np.random.Generator) -> list[Path]:
+    """Smooth random JPEGs of VOC-like size: decoding cost like real photos, no dataset needed."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    paths = []
+    for i in range(count):
+        f = rng.uniform(3, 15, 3)
+        img = np.stack([np.sin(x / f[0] + i), np.cos(y / f[1]), np.sin((x + y) / f[2])], -1)
+        img = ((img + 1) * 127.5 + rng.normal(0, 8, img.shape)).clip(0, 255).astype(np.uint8)
+        paths.append(folder / f"{i:04d}.jpg")
+        Image.fromarray(img).save(paths[-1], quality=90)
+    return paths
+
+
+class SeedsStyleDataset(torch.utils.data.Dataset):
+    """What the seeds' loaders do every step: decode, crop, bicubic down and back up, ToTensor."""
+
+    def __init__(self, paths: list[Path], hr_size: int, scale: int, length: int):
+        self.paths, self.hr_size, self.scale, self.length = paths, hr_size, scale, length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng(i)
+        with Image.open(self.paths[i % len(self.paths)]) as img:
+            img = img.convert("RGB")
+            x, y = (int(rng.integers(0, d - self.hr_size + 1)) for d in img.size)
+            hr = img.crop((x, y, x + self.hr_size, y + self.hr_size))
+        lr = hr.resize((self.hr_size // self.scale,) * 2, Image.Resampling.BICUBIC)
+        lr.resize((self.hr_size,) * 2, Image.Resampling.BICUBIC)  # the seeds' pre-upsampled input: same work
+        to_tensor = lambda im: torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float().div_(255)
+        return to_tensor(lr), to_tensor(hr)
+
+
+def _step_rate(model, batches, steps: int, warmup: int, p: Params, device, layout) -> float:
+    """Images/s of forward + MSE + backward + Adam over `steps` batches after `warmup`."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=p.train.lr)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(p.train.precision, device))
+    images = 0
+    for i, (lr, hr) in enumerate(batches):
+        if i == warmup:
+            _sync(device)
+            start, images = time.perf_counter(), 0
+        lr = lr.to(device, non_blocking=True).contiguous(memory_format=layout)
+        hr = hr.to(device, non_blocking=True).contiguous(memory_format=layout)
+        with autocast:
+            loss = torch.nn.functional.mse_loss(model(lr).float(), hr)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        images += len(lr)
+        if i + 1 == warmup + steps:
+            break
+    _sync(device)
+    return images / (time.perf_counter() - start)
+
+
+def run(overrides: list[str], smoke: bool, workers: int = 4) -> dict:
+    size = SMOKE if smoke else FULL
+    p = parse_params({"train": {"batch_size": size["batch"]}, "data": {"hr_size": size["hr_size"]}})
+    from srlab.params import apply_overrides
+
+    p = parse_params(apply_overrides(p.to_dict(), overrides), source="srlab bench --set")
+    device = resolve_device(p.train.device)
+    layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
+    scale, hr_size, batch = p.data.scale, p.data.hr_size, p.train.batch_size
+    rng = np.random.default_rng(0)
+    result = {"device": describe_device(device), "torch": torch.__version__, "model": p.model.name, "scale": scale,
+              "hr_size": hr_size, "batch": batch, "precision": "bf16" if _use_bf16(p.train.precision, device) else "fp32",
+              "compile": p.train.compile}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        # (a) the real loop: prepared uint8 patches on disk, train() end to end; epoch 1 is warm-up
+        n, lr_size = size["patches"], hr_size // scale
+        hr = rng.integers(0, 256, (n, hr_size, hr_size, 3), dtype=np.uint8)
+        lr = rng.integers(0, 256, (n, lr_size, lr_size, 3), dtype=np.uint8)
+        save_pairs(tmp / "patches", "train", PatchPairs(hr, lr))
+        save_pairs(tmp / "patches", "val", PatchPairs(hr[:batch], lr[:batch]))
+        ends = []
+        job = TrainJob(name="bench", params=p, weights=p.loss.pixel_weights(), epochs=size["epochs"], patches=tmp / "patches",
+                       model_out=tmp / "model.pt", checkpoint_dir=tmp / "ckpt")
+        train(job, log=lambda row: (_sync(device), ends.append(time.perf_counter())))
+        steps_per_epoch = n // batch
+        result["a_loop"] = (len(ends) - 1) * steps_per_epoch * batch / (ends[-1] - ends[0])
+
+        # (b) the ceiling: one batch already on the device, converted and laid out
+        model = build_model(p.model, scale).to(device, memory_format=layout)
+        fixed = (torch.rand(batch, 3, lr_size, lr_size, device=device), torch.rand(batch, 3, hr_size, hr_size, device=device))
+        steps = max(5, min(50, steps_per_epoch))
+        result["b_ceiling"] = _step_rate(model, iter(lambda: fixed, None), steps, 5, p, device, layout)
+
+        # (c) the seeds' way: decode and resize JPEGs in worker processes every step
+        photos = _photos(tmp, size["photos"], size["photo_size"], rng)
+        loader = torch.utils.data.DataLoader(SeedsStyleDataset(photos, hr_size, scale, (steps + 5) * batch), batch_size=batch,
+                                             num_workers=workers, pin_memory=device.type == "cuda", shuffle=False)
+        result["c_seeds_loader"] = _step_rate(model, iter(loader), steps, 2, p, device, layout)
+
+    result["a_over_b"] = result["a_loop"] / result["b_ceiling"]
+    result["a_over_c"] = result["a_loop"] / result["c_seeds_loader"]
+    if device.type == "cuda":
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    else:
+        result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+    # super-resolve: a full-HD frame (a small one in smoke mode), tiled as the CLI does
+    w, h = size["sr_input"]
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    model.eval()
+    super_resolve(model, frame[:64, :64], device)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    out = super_resolve(model, frame, device, tile=256)
+    _sync(device)
+    result["super_resolve_mpix_per_s"] = out.shape[0] * out.shape[1] / 1e6 / (time.perf_counter() - start)
+    result["super_resolve_input"] = f"{w}x{h}"
+    return result
+
+
+def report(result: dict) -> str:
+    lines = [f"srlab bench: {result['model']} x{result['scale']}, {result['hr_size']} px HR patches, batch {result['batch']}, "
+             f"{result['precision']}{', compiled' if result['compile'] else ''}, on {result['device']} (torch {result['torch']})",
+             f"  (a) training loop, end to end  {result['a_loop']:10.1f} img/s",
+             f"  (b) on-device ceiling          {result['b_ceiling']:10.1f} img/s",
+             f"  (c) seeds-style PIL loader     {result['c_seeds_loader']:10.1f} img/s",
+             f"  a/b = {result['a_over_b']:.2f}   a/c = {result['a_over_c']:.2f}"]
+    memory = result.get("peak_memory_gib")
+    lines.append(f"  peak memory {memory:.2f} GiB (CUDA allocated)" if memory is not None
+                 else f"  peak memory {result['peak_rss_gib']:.2f} GiB (process RSS)")
+    lines.append(f"  super-resolve {result['super_resolve_input']} -> x{result['scale']}: {result['super_resolve_mpix_per_s']:.2f} MP/s")
+    return "\n".join(lines)
+
+
+def to_json(result: dict) -> str:
+    return json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, indent=2)

@@ -1,0 +1,64 @@
+"""torchrun with 2 processes on the gloo backend trains the same model as one process."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from srlab import checkpoint
+from srlab.data.patches import Degradation, crop_pairs, save_pairs
+
+_DRIVER = """
+import sys
+from pathlib import Path
+from srlab.params import parse_params
+from srlab.training import TrainJob, train
+
+patches, run = Path(sys.argv[1]), Path(sys.argv[2])
+p = parse_params({"train": {"batch_size": 8, "device": "cpu", "epochs": 2}})
+job = TrainJob(name="t", params=p, weights={"mse": 1.0, "perceptual": 0.5}, epochs=2, patches=patches,
+               model_out=run / "model.pt", checkpoint_dir=run / "ckpt")
+train(job)
+"""
+
+
+@pytest.fixture
+def patches(tmp_path, photo):
+    rng = __import__("numpy").random.default_rng(0)
+    folder = tmp_path / "patches"
+    save_pairs(folder, "train", crop_pairs(photo, 2, 16, 32, Degradation("bicubic"), rng))
+    save_pairs(folder, "val", crop_pairs(photo, 2, 16, 8, Degradation("bicubic"), rng))
+    return folder
+
+
+def _run_group(cmd: list[str]) -> subprocess.CompletedProcess:
+    """torchrun and its workers in their own session, all killed if they outlive the timeout."""
+    import os
+    import signal
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_two_gloo_processes_match_one_process(tmp_path, patches):
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER)
+    one = subprocess.run([sys.executable, str(driver), str(patches), str(tmp_path / "one")],
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                      str(driver), str(patches), str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = (checkpoint.load(tmp_path / run / "model.pt") for run in ("one", "two"))
+    # the same batches and flips, gradients averaged over two half-batches instead of one full one:
+    # equal up to float summation order
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5)
+    assert a["meta"]["history"][-1]["val/psnr"] == pytest.approx(b["meta"]["history"][-1]["val/psnr"], abs=1e-3)
+    assert not list((tmp_path / "two" / "ckpt").glob(".*.tmp"))  # no half-written file from either rank
