@@ -5,22 +5,23 @@ Starts from the MSE model's weights unless train.perceptual_init is `scratch` (S
 "generator pre-trained with the content loss first").
 """
 
-from dvclive import Live
-
+from srlab.distributed import is_main_process
 from srlab.entry import run, stage_paths
 from srlab.params import load_params
-from srlab.training import TrainJob, dvclive_logger, train
+from srlab.training import TrainJob, curves, train
 
 
 def main():
     args = stage_paths("patches", "init", "out", "live", "checkpoints")
     p = load_params(args.params)
-    with Live(str(args.live), dvcyaml=None, save_dvc_exp=False) as live:
+    with curves(args.live) as log:
         meta = train(TrainJob(
             name=f"{p.model.name}_perceptual", params=p, weights=p.loss.all_weights(), epochs=p.train.perceptual_epochs,
             patches=args.patches, model_out=args.out, checkpoint_dir=args.checkpoints, live=args.live,
             init_from=args.init if p.train.perceptual_init == "mse" else None, stage="perceptual",
-        ), log=dvclive_logger(live))
+        ), log=log)
+    if not is_main_process():  # under torchrun, one summary line
+        return
     last = meta["history"][-1]
     print(f"train_perceptual: {meta['epochs']} epochs on {meta['device']}, backbone {meta['backbone']}, "
           f"val MSE {last['val/l_mse']:.5f}, val perceptual {last['val/l_perceptual']:.5f}")

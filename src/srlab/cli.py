@@ -118,12 +118,12 @@ def resume_command(args) -> None:
 
 
 def _run_job(job, must_resume: bool) -> None:
-    from dvclive import Live
+    from srlab.training import curves, train
 
-    from srlab.training import dvclive_logger, train
-
-    with Live(str(job.live), dvcyaml=None, save_dvc_exp=False) as live:
-        meta = train(job, log=dvclive_logger(live), must_resume=must_resume)
+    with curves(job.live) as log:
+        meta = train(job, log=log, must_resume=must_resume)
+    if not meta["history"]:  # a non-zero torchrun rank: rank 0 reports
+        return
     last = meta["history"][-1]
     print(f"{job.name}: {meta['epochs']} epochs on {meta['device']}; val PSNR {last['val/psnr']:.2f} dB, "
           f"best {meta['best']['psnr']:.2f} dB; model {job.model_out}, checkpoints in {job.checkpoint_dir}, curves in {job.live}")

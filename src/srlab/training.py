@@ -12,14 +12,14 @@ import dataclasses
 import hashlib
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm import tqdm
-
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from srlab import __version__, checkpoint, distributed
 from srlab.backbones import describe_vgg
@@ -101,6 +101,8 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
         model.load_state_dict(start_model.state_dict())
     perceptual = build_perceptual(p.loss.vgg_init, p.seed, p.loss.vgg_layers).to(device, memory_format=layout)
     adversarial = job.weights.get("adversarial", 0) > 0
+    if adversarial and ranks.world > 1:  # the discriminator would need its own DDP wrapper and BN syncing
+        raise SrlabError("loss.adversarial_weight: SRGAN training runs in one process only; start it without torchrun")
     discriminator = build_discriminator().to(device, memory_format=layout) if adversarial else None
     objective = SRLoss(build_terms(p.loss, job.weights, p.seed, perceptual, discriminator), job.weights).to(device)
     scored = {"train": _Scored(train_probe, perceptual, layout), "val": _Scored(val_probe, perceptual, layout)}
@@ -267,6 +269,19 @@ class _Scored:
         means = {k: v / count for k, v in total.items()}
         means["psnr"] = 10 * math.log10(1 / max(means["l_mse"], 1e-12))
         return means
+
+
+@contextmanager
+def curves(live_dir: Path):
+    """A `log` callable writing dvclive curves to `live_dir` on the main process; a no-op on other
+    torchrun ranks, so N processes write one set of curves."""
+    if not distributed.is_main_process():
+        yield lambda row: None
+        return
+    from dvclive import Live
+
+    with Live(str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
+        yield dvclive_logger(live)
 
 
 def dvclive_logger(live) -> Callable[[dict], None]:
