@@ -39,6 +39,7 @@ def super_resolve(args) -> None:
     from srlab import checkpoint
     from srlab.data.images import UnusableImage, load_rgb, save_png
     from srlab.device import resolve_device
+    from srlab.inference import histogram_match
     from srlab.inference import super_resolve as upscale
 
     if args.tile < 1 or args.overlap < 0:
@@ -56,9 +57,7 @@ def super_resolve(args) -> None:
             raise SrlabError(f"{path}: {exc}") from None
         sr = upscale(model, lr, device, tile=args.tile, overlap=args.overlap)
         if args.histogram_match:
-            from skimage.exposure import match_histograms
-
-            sr = match_histograms(sr, lr, channel_axis=-1).round().clip(0, 255).astype("uint8")
+            sr = histogram_match(sr, lr)
         out = args.out / f"{path.stem}_x{meta['scale']}.png"
         save_png(out, sr)
         print(f"{path} -> {out} ({sr.shape[1]}x{sr.shape[0]})")

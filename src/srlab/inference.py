@@ -24,6 +24,13 @@ def _to_float(t: torch.Tensor) -> np.ndarray:
     return t[0].permute(1, 2, 0).float().cpu().numpy()
 
 
+def histogram_match(sr: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Match each colour channel's histogram of `sr` to `reference` (e.g. the LR input)."""
+    from skimage.exposure import match_histograms
+
+    return np.clip(np.rint(match_histograms(sr, reference, channel_axis=-1)), 0, 255).astype(np.uint8)
+
+
 @torch.no_grad()
 def super_resolve(model: torch.nn.Module, lr: np.ndarray, device, scale: int | None = None,
                   tile: int | None = None, overlap: int = OVERLAP, raw: bool = False) -> np.ndarray:

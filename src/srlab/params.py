@@ -102,6 +102,7 @@ class LossParams:
 class EvalParams:
     sets: tuple[str, ...] = field(default=TEST_SETS, **_rule(items=TEST_SETS))
     degradation: str = field(default="bicubic", **_rule(choices=DEGRADATIONS))
+    histogram_match: bool = False  # also score each model's output after colour histogram matching
     vgg_layers: LayerWeights = field(default_factory=LayerWeights)
 
 
