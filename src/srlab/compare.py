@@ -50,13 +50,27 @@ def experiments(shown: list) -> list[Experiment]:
             found.append(Experiment(label, _flatten(params), metrics))
 
     for commit in shown:
-        visit(commit, commit.get("name") or commit.get("rev", "?")[:7])
+        visit(commit, commit.get("name") or _short(commit.get("rev", "?")))
         for group in commit.get("experiments") or []:
             for run in group.get("revs") or []:
-                visit(run, run.get("name") or run.get("rev", "?")[:7])
+                visit(run, run.get("name") or _short(run.get("rev", "?")))
+    if len(found) > 1 and found[0].name == "workspace" and _same(found[0], found[1]):
+        found.pop(0)  # an unchanged workspace repeats its commit
     if not found:
         raise SrlabError(f"no experiment with {METRICS_FILE} found; run `dvc exp run` (or a queued sweep) first")
     return found
+
+
+def _short(rev: str) -> str:
+    return rev[:7] if len(rev) == 40 else rev  # a commit hash, or "workspace"
+
+
+def _same(a: Experiment, b: Experiment) -> bool:
+    return json.dumps([a.params, a.metrics], sort_keys=True) == json.dumps([b.params, b.metrics], sort_keys=True)
+
+
+def _value(v) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -75,7 +89,7 @@ def varied_params(runs: list[Experiment]) -> list[str]:
 
 
 def label(run: Experiment, keys: list[str]) -> str:
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={run.params.get(k)}" for k in keys) or run.name
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_value(run.params.get(k))}" for k in keys) or run.name
 
 
 def table(runs: list[Experiment], keys: list[str]) -> str:
@@ -84,7 +98,7 @@ def table(runs: list[Experiment], keys: list[str]) -> str:
         header += [f"{s} PSNR", f"{s} SSIM", f"{s} perceptual"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
-        cells = [run.name, *(str(run.params.get(k)) for k in keys)]
+        cells = [run.name, *(_value(run.params.get(k)) for k in keys)]
         for s in SETS:
             score = _perceptual_scores(run, s) or {}
             cells += [_fmt(score.get("psnr"), ".2f"), _fmt(score.get("ssim"), ".4f"), _fmt(score.get("perceptual"), ".6f")]
@@ -115,6 +129,9 @@ def figure(runs: list[Experiment], keys: list[str], out: Path) -> None:
                         xytext=(4, 4), textcoords="offset points")
         ax.set(title=f"{s}: perception-distortion (<model>{SUFFIX})", xlabel="perceptual distance (lower is better)",
                ylabel="Y-PSNR (dB, higher is better)")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+        ax.margins(x=0.2, y=0.1)  # room for the labels
         ax.grid(alpha=0.3)
     save_figure(fig, out)
 
