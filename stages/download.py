@@ -5,7 +5,7 @@ Writes into a staging folder and swaps it in at the end, so a failed run leaves 
 
 import shutil
 
-from srlab.backbones import vgg16_features
+from srlab.backbones import backbone
 from srlab.data.download import file_md5
 from srlab.data.sources import TEST_SETS, copy_images, mirror_dir, test_set_dir, training_split
 from srlab.entry import run, stage_paths
@@ -16,8 +16,12 @@ from srlab.params import load_params
 def main():
     args = stage_paths("out", "downloads")
     p = load_params(args.params)
-    if p.loss.vgg_init == "imagenet":  # fail here, minutes before training would need them
-        vgg16_features("imagenet", p.seed)
+    # ImageNet backbones that cannot be had fail here, minutes before training would need them
+    for name, param, init, used in (("vgg16", "loss.vgg_init", p.loss.vgg_init, True),
+                                    ("vgg19", "loss.vgg19_init", p.loss.vgg19_init, p.loss.vgg19_weight > 0),
+                                    ("resnet18", "loss.resnet_init", p.loss.resnet_init, p.loss.resnet_weight > 0)):
+        if used and init == "imagenet":
+            backbone(name, init, p.seed, param)
 
     staging = args.out.with_name(args.out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)

@@ -138,3 +138,18 @@ def torchvision_vgg_state():
 def test_backbone_stays_in_eval_mode_when_the_loss_is_put_in_train_mode():
     loss = build_perceptual("random", 0, LayerWeights()).train()
     assert not loss.features.training
+
+
+@pytest.mark.parametrize("name, param", [("vgg19", "loss.vgg19_init"), ("resnet18", "loss.resnet_init")])
+def test_other_backbones_follow_the_same_imagenet_rule(monkeypatch, tmp_path, name, param):
+    def offline(**kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(backbones.BACKBONES[name].weights, "get_state_dict", offline, raising=False)
+    monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path))
+    with pytest.raises(SrlabError, match=f"{param}=imagenet: cannot get .*use {param}=random"):
+        backbones.backbone(name, "imagenet", seed=0, param=param)
+    bad = tmp_path / "w.pth"
+    torch.save({"weight": torch.zeros(1)}, bad)
+    with pytest.raises(SrlabError, match=f"{param}: .* is not a torchvision"):
+        backbones.backbone(name, str(bad), seed=0, param=param)

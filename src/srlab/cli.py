@@ -25,12 +25,12 @@ def inspect(args) -> None:
     from srlab import checkpoint
 
     meta = checkpoint.load(args.checkpoint)["meta"]
-    for key in ("arch", "scale", "upsample", "residual", "parameters", "epochs", "loss_weights", "best", "backbone", "device", "torch", "srlab"):
+    for key in ("arch", "scale", "upsample", "residual", "parameters", "epoch", "epochs", "loss_weights", "best", "backbone", "device", "torch", "srlab"):
         if key in meta:
-            print(f"{key:>11}: {meta[key]}")
+            print(f"{key:>12}: {meta[key]}")
     if meta.get("history"):
         last = meta["history"][-1]
-        print(f"{'last epoch':>11}: " + ", ".join(f"{k} {v:.6g}" for k, v in last.items() if k != "epoch"))
+        print(f"{'last epoch':>12}: " + ", ".join(f"{k} {v:.6g}" for k, v in last.items() if k != "epoch"))
 
 
 def super_resolve(args) -> None:
