@@ -1,5 +1,6 @@
 """A GPU measurement without DVC: train SRCNN with MSE on prepared patches, score it on the test
 sets, and time the training step against the same model on a fixed on-device batch (the ceiling).
+Kept to reproduce the H100 rows of docs/RESULTS.md; for throughput use `srlab bench`.
 
     python bench/gpu_run.py PARAMS PATCHES TEST_ROOT OUT_DIR
 """
@@ -14,7 +15,7 @@ import torch
 from srlab.evaluation import evaluate
 from srlab.models import build_model
 from srlab.params import load_params
-from srlab.training import TrainJob, _as_float, _augment, train
+from srlab.training import TrainJob, _as_float, apply_flips, draw_flips, train
 
 
 def step_throughput(p, hr_size: int, batch: int, steps: int = 50) -> dict:
@@ -30,7 +31,8 @@ def step_throughput(p, hr_size: int, batch: int, steps: int = 50) -> dict:
 
     def real():
         idx = torch.randint(0, 4096, (batch,), generator=gen).to(device)
-        return _augment(_as_float(pool_lr[idx]), _as_float(pool_hr[idx]), gen, layout)
+        flips = draw_flips(batch, gen).to(device)
+        return apply_flips(_as_float(pool_lr[idx]), flips, layout), apply_flips(_as_float(pool_hr[idx]), flips, layout)
 
     results = {}
     for name, draw in (("a_loop", real), ("b_ceiling", lambda: (fixed_lr, fixed_hr))):
