@@ -24,7 +24,7 @@ from srlab.data.patches import PatchPairs, save_pairs
 from srlab.device import describe_device, resolve_device
 from srlab.inference import CHANNELS_LAST, super_resolve
 from srlab.models import build_model
-from srlab.params import Params, parse_params
+from srlab.params import Params, apply_overrides, parse_params
 from srlab.training import TrainJob, _use_bf16, train
 
 FULL = {"hr_size": 240, "batch": 64, "patches": 4096, "epochs": 3, "photos": 64, "photo_size": (500, 375), "sr_input": (1920, 1080)}
@@ -96,10 +96,8 @@ def _step_rate(model, batches, steps: int, warmup: int, p: Params, device, layou
 
 def run(overrides: list[str], smoke: bool, workers: int = 4) -> dict:
     size = SMOKE if smoke else FULL
-    p = parse_params({"train": {"batch_size": size["batch"]}, "data": {"hr_size": size["hr_size"]}})
-    from srlab.params import apply_overrides
-
-    p = parse_params(apply_overrides(p.to_dict(), overrides), source="srlab bench --set")
+    defaults = {"train": {"batch_size": size["batch"]}, "data": {"hr_size": size["hr_size"]}}
+    p = parse_params(apply_overrides(defaults, overrides), source="srlab bench --set")
     device = resolve_device(p.train.device)
     layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
     scale, hr_size, batch = p.data.scale, p.data.hr_size, p.train.batch_size
