@@ -259,3 +259,11 @@ def test_srgan_trains_its_discriminator_and_resumes_it_exactly(tmp_path, patches
     straight = _weights(tmp_path / "straight/model.pt")
     for key, value in _weights(tmp_path / "resumed/model.pt").items():
         assert torch.equal(value, straight[key]), key
+
+
+def test_cli_train_without_prepared_patches_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _cli("train", "--params", _params_file(tmp_path), "--patches", tmp_path / "none", "--out", tmp_path / "run")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none: no prepared train_hr.npy" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "run").exists()

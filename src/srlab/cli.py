@@ -86,6 +86,9 @@ def train_command(args) -> None:
     from srlab.training import TrainJob
 
     p = load_params(args.params, args.set)
+    missing = [f for f in ("train_hr.npy", "train_lr.npy", "val_hr.npy", "val_lr.npy") if not (args.patches / f).is_file()]
+    if missing:
+        raise SrlabError(f"--patches {args.patches}: no prepared {', '.join(missing)} (run `dvc repro prepare` first)")
     name = f"{p.model.name}_{args.stage}"
     out = args.out or Path("runs") / name
     init = None
