@@ -6,10 +6,9 @@ Writes into a staging folder and swaps it in at the end, so a failed run leaves 
 import shutil
 
 from srlab.backbones import backbone
-from srlab.data.download import file_md5
 from srlab.data.sources import TEST_SETS, copy_images, mirror_dir, test_set_dir, training_split
 from srlab.entry import run, stage_paths
-from srlab.fileio import write_json
+from srlab.fileio import file_md5, write_json
 from srlab.params import load_params
 
 

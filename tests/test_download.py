@@ -196,6 +196,8 @@ def test_voc2011_downloads_resumes_and_prepares(server, tmp_path, monkeypatch, p
     assert RangeHandler.requests == [0, archive.stat().st_size // 2]  # resumed, not restarted
     assert len(train) == 4 and len(val) == 2 and not set(train) & set(val)
     assert all(p.parent.name == "JPEGImages" for p in train + val)
+    extracted = tmp_path / "dl" / "VOCtrainval_25-May-2011.tar.d" / "TrainVal/VOCdevkit/VOC2011"
+    assert sorted(p.name for p in extracted.iterdir()) == ["JPEGImages"]  # annotations and masks stay in the tar
     again = sources.training_split("voc2011", "", 4, 2, seed=0, downloads=tmp_path / "dl")
     assert again == (train, val) and len(RangeHandler.requests) == 2  # verified copy reused
     pairs, used, skipped = build_split(train, 2, 32, 3, Degradation("bicubic"), 0, "train")

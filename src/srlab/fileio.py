@@ -1,8 +1,10 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of either."""
+"""Files on disk: atomic writes (a reader sees the old file or the new one, never half of either)
+and content checksums."""
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import tempfile
@@ -37,3 +39,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def file_md5(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

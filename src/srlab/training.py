@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from srlab import __version__, checkpoint, distributed
 from srlab.backbones import describe_vgg
-from srlab.data.download import file_md5
 from srlab.data.patches import load_pairs
 from srlab.device import describe_device, resolve_device, seed_everything
 from srlab.errors import SrlabError
+from srlab.fileio import file_md5
 from srlab.inference import CHANNELS_LAST
 from srlab.losses import SRLoss, build_perceptual, build_terms
 from srlab.losses.content import SSIMLoss, discriminator_loss

@@ -6,7 +6,6 @@ transfer leaves `<name>.part`, which the next call resumes with an HTTP Range re
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 import tempfile
@@ -19,16 +18,9 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from srlab.errors import SrlabError
+from srlab.fileio import file_md5
 
 CHUNK = 1 << 20
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(url: str, dest: Path, md5: str, retries: int = 4, backoff: float = 1.0, timeout: float = 30.0) -> Path:
@@ -85,9 +77,11 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
             raise OSError(f"connection closed after {part.stat().st_size} of {total} bytes")
 
 
-def safe_extract(archive: Path, dest: Path) -> Path:
-    """Extract a tar or zip archive into `dest`, refusing members that would land outside it."""
+def safe_extract(archive: Path, dest: Path, only: str | None = None) -> Path:
+    """Extract a tar or zip archive into `dest`, refusing members that would land outside it.
+    With `only` (a folder inside the archive), just the members under it are written."""
     archive, dest = Path(archive), Path(dest)
+    wanted = lambda name: only is None or (name.rstrip("/") + "/").startswith(only.rstrip("/") + "/")
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
         if zipfile.is_zipfile(archive):
@@ -96,7 +90,7 @@ def safe_extract(archive: Path, dest: Path) -> Path:
                     _check_member(archive, info.filename)
                     if (info.external_attr >> 16) & 0o170000 == 0o120000:
                         raise SrlabError(f"{archive}: refusing symbolic link member {info.filename!r}")
-                for info in _progress(zf.infolist(), archive):
+                for info in _progress([i for i in zf.infolist() if wanted(i.filename)], archive):
                     zf.extract(info, staging)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
@@ -106,7 +100,7 @@ def safe_extract(archive: Path, dest: Path) -> Path:
                         raise SrlabError(f"{archive}: refusing link member {member.name!r} -> {member.linkname!r}")
                     if not (member.isfile() or member.isdir()):
                         raise SrlabError(f"{archive}: refusing special member {member.name!r}")
-                for member in _progress(tf.getmembers(), archive):
+                for member in _progress([m for m in tf.getmembers() if wanted(m.name)], archive):
                     tf.extract(member, staging, filter="data")
         else:
             raise SrlabError(f"{archive}: not a tar or zip archive")

@@ -12,9 +12,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from srlab.data.download import fetch, file_md5, safe_extract
+from srlab.data.download import fetch, safe_extract
 from srlab.data.images import is_image_file
 from srlab.errors import SrlabError
+from srlab.fileio import file_md5
 
 MIRROR_VARIABLE = "SRLAB_DATA_MIRROR"
 
@@ -151,7 +152,7 @@ def archive_dir(remote: RemoteArchive, downloads: Path) -> Path:
         fetch(remote.url, archive, remote.md5)
     extracted = downloads / (remote.filename + ".d")
     if not (extracted / remote.inner).is_dir():
-        safe_extract(archive, extracted)
+        safe_extract(archive, extracted, only=remote.inner)  # VOC's tar is mostly annotations and masks
     if not (extracted / remote.inner).is_dir():
         raise SrlabError(f"{archive}: has no folder {remote.inner}")
     return extracted / remote.inner
