@@ -28,7 +28,7 @@ def test_taps_are_the_relus_after_conv1_2_conv2_2_conv3_3_conv4_3(features):
 
 def test_network_is_cut_after_the_deepest_weighted_layer(features):
     loss = VGGPerceptualLoss(features, {"relu1_2": 1.0, "relu2_2": 0.5, "relu3_3": 0.0, "relu4_3": 0.0})
-    assert len(loss.features) == RELU_INDEX["relu2_2"] + 1
+    assert len(loss.trunk) == RELU_INDEX["relu2_2"] + 1
     assert set(loss.extract(torch.rand(1, 3, 16, 16))) == {"relu1_2", "relu2_2"}
 
 
@@ -52,7 +52,7 @@ def test_inputs_are_imagenet_normalised(features):
 def test_vgg_is_frozen_and_gradients_reach_the_output(features):
     loss = build_perceptual("random", 0, LayerWeights())
     assert not any(p.requires_grad for p in loss.parameters())
-    assert not loss.features.training
+    assert not loss.trunk.training
     out = torch.rand(1, 3, 16, 16, requires_grad=True)
     loss(out, torch.rand(1, 3, 16, 16)).backward()
     assert out.grad is not None and out.grad.abs().sum() > 0
@@ -137,7 +137,7 @@ def torchvision_vgg_state():
 
 def test_backbone_stays_in_eval_mode_when_the_loss_is_put_in_train_mode():
     loss = build_perceptual("random", 0, LayerWeights()).train()
-    assert not loss.features.training
+    assert not loss.trunk.training
 
 
 @pytest.mark.parametrize("name, param", [("vgg19", "loss.vgg19_init"), ("resnet18", "loss.resnet_init")])

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srlab.backbones import backbone
-from srlab.losses.perceptual import IMAGENET_MEAN, IMAGENET_STD
+from srlab.losses.perceptual import FrozenNetwork
 
 VGG19_RELU5_4 = 36  # torchvision vgg19().features[:36] ends with relu5_4
 
@@ -21,24 +21,13 @@ def resnet18_layer3(init: str, seed: int) -> nn.Module:
     return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
 
 
-class ContentLoss(nn.Module):
-    """MSE between the feature maps of a frozen network, inputs normalised with ImageNet stats."""
-
-    def __init__(self, trunk: nn.Module):
-        super().__init__()
-        self.trunk = trunk.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.trunk.eval()  # batch-norm statistics of the measuring network never move
-        return self
+class ContentLoss(FrozenNetwork):
+    """MSE between the feature maps of a frozen network (one layer, as in the SRGAN note)."""
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            wanted = self.trunk((target - self.mean) / self.std)
-        return F.mse_loss(self.trunk((output - self.mean) / self.std), wanted)
+            wanted = self.trunk(self.normalise(target))
+        return F.mse_loss(self.trunk(self.normalise(output)), wanted)
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
