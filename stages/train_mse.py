@@ -9,11 +9,9 @@ from srlab.training import TrainJob, curves, train
 def main():
     args = stage_paths("patches", "out", "live", "checkpoints")
     p = load_params(args.params)
+    job = TrainJob.for_stage("mse", p, args.patches, args.out, args.checkpoints, live=args.live)
     with curves(args.live) as log:
-        meta = train(TrainJob(
-            name=f"{p.model.name}_mse", params=p, weights=p.loss.pixel_weights(), epochs=p.train.epochs,
-            patches=args.patches, model_out=args.out, checkpoint_dir=args.checkpoints, live=args.live,
-        ), log=log)
+        meta = train(job, log=log)
     if is_main_process():  # under torchrun, one summary line
         print(f"train_mse: {meta['epochs']} epochs on {meta['device']}, val PSNR {meta['history'][-1]['val/psnr']:.2f} dB (RGB)")
 

@@ -14,12 +14,9 @@ from srlab.training import TrainJob, curves, train
 def main():
     args = stage_paths("patches", "init", "out", "live", "checkpoints")
     p = load_params(args.params)
+    job = TrainJob.for_stage("perceptual", p, args.patches, args.out, args.checkpoints, live=args.live, init_from=args.init)
     with curves(args.live) as log:
-        meta = train(TrainJob(
-            name=f"{p.model.name}_perceptual", params=p, weights=p.loss.all_weights(), epochs=p.train.perceptual_epochs,
-            patches=args.patches, model_out=args.out, checkpoint_dir=args.checkpoints, live=args.live,
-            init_from=args.init if p.train.perceptual_init == "mse" else None, stage="perceptual",
-        ), log=log)
+        meta = train(job, log=log)
     if not is_main_process():  # under torchrun, one summary line
         return
     last = meta["history"][-1]

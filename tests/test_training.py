@@ -267,3 +267,64 @@ def test_cli_train_without_prepared_patches_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none: no prepared train_hr.npy" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_learning_rate_warms_up_linearly_then_holds_or_follows_a_cosine_to_zero():
+    from srlab.training import learning_rate
+
+    constant = parse_params({"train": {"lr": 1e-3, "warmup_steps": 4}}).train
+    assert [learning_rate(constant, s, 100) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    cosine = parse_params({"train": {"lr": 1e-3, "lr_schedule": "cosine", "warmup_steps": 10}}).train
+    rates = [learning_rate(cosine, s, 110) for s in range(110)]
+    assert rates[9] == pytest.approx(1e-3) and rates[10] == pytest.approx(1e-3)  # the peak, where the warm-up ends
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))  # then only down
+    assert rates[60] == pytest.approx(5e-4) and 0 < rates[-1] < 1e-6
+
+
+def test_a_cosine_run_interrupted_resumes_exactly_and_is_not_extended(tmp_path, patches, monkeypatch, capsys):
+    cosine = {"lr_schedule": "cosine", "warmup_steps": 2}
+    train(_job(tmp_path, patches, "straight", epochs=3, **cosine))
+    real_save, saves = checkpoint.save, []
+
+    def save_then_die(path, payload):
+        real_save(path, payload)
+        saves.append(path.name)
+        if saves.count("last.pt") == 2:  # killed after epoch 2, mid-schedule
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(_job(tmp_path, patches, "resumed", epochs=3, **cosine))
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    train(_job(tmp_path, patches, "resumed", epochs=3, **cosine), must_resume=True)
+    straight = _weights(tmp_path / "straight" / "model.pt")
+    for key, value in _weights(tmp_path / "resumed" / "model.pt").items():
+        assert torch.equal(value, straight[key]), key
+    # the decay is shaped by the epoch count: a longer run is another run
+    with pytest.raises(SrlabError, match="cannot resume"):
+        train(_job(tmp_path, patches, "resumed", epochs=4, **cosine), must_resume=True)
+    _cli("train", "--params", _params_file(tmp_path, epochs=1, **cosine), "--patches", patches, "--out", tmp_path / "cli")
+    with pytest.raises(SystemExit):
+        _cli("resume", tmp_path / "cli/checkpoints/last.pt", "--set", "train.epochs=2")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lr_schedule is cosine" in err[0]
+
+
+def test_each_stage_derives_its_loss_terms_epochs_and_start(tmp_path):
+    p = parse_params({"train": {"epochs": 7, "perceptual_epochs": 2}, "loss": {"l1_weight": 0.5, "vgg_weight": 0.3}})
+    mse = TrainJob.for_stage("mse", p, tmp_path, tmp_path / "m.pt", tmp_path / "c", init_from=tmp_path / "x.pt")
+    assert (mse.name, mse.epochs, mse.init_from) == ("srcnn_mse", 7, None)
+    assert mse.weights == {"mse": 1.0, "l1": 0.5, "ssim": 0.0}
+    perceptual = TrainJob.for_stage("perceptual", p, tmp_path, tmp_path / "p.pt", tmp_path / "c", init_from=tmp_path / "m.pt")
+    assert (perceptual.epochs, perceptual.init_from, perceptual.weights["perceptual"]) == (2, tmp_path / "m.pt", 0.3)
+    scratch = parse_params({"train": {"perceptual_init": "scratch"}})
+    assert TrainJob.for_stage("perceptual", scratch, tmp_path, tmp_path, tmp_path, init_from=tmp_path / "m.pt").init_from is None
+
+
+def test_truncated_patch_file_is_one_line_naming_the_folder(tmp_path, patches):
+    from srlab.data.patches import load_pairs
+
+    data = (patches / "val_hr.npy").read_bytes()
+    (patches / "val_hr.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SrlabError, match="unreadable val patches"):
+        load_pairs(patches, "val")

@@ -23,9 +23,10 @@ from PIL import Image
 from srlab.data.patches import PatchPairs, save_pairs
 from srlab.device import describe_device, resolve_device
 from srlab.inference import CHANNELS_LAST, super_resolve
+from srlab.losses import SRLoss, build_terms
 from srlab.models import build_model
 from srlab.params import Params, apply_overrides, parse_params
-from srlab.training import TrainJob, _use_bf16, train
+from srlab.training import TrainJob, autocast_for, optimisation_step, train, uses_bf16
 
 FULL = {"hr_size": 240, "batch": 64, "patches": 4096, "epochs": 3, "photos": 64, "photo_size": (500, 375), "sr_input": (1920, 1080)}
 SMOKE = {"hr_size": 48, "batch": 8, "patches": 256, "epochs": 2, "photos": 8, "photo_size": (160, 120), "sr_input": (240, 135)}
@@ -71,10 +72,10 @@ class SeedsStyleDataset(torch.utils.data.Dataset):
         return to_tensor(lr), to_tensor(hr)
 
 
-def _step_rate(model, batches, steps: int, warmup: int, p: Params, device, layout) -> float:
-    """Images/s of forward + MSE + backward + Adam over `steps` batches after `warmup`."""
+def step_rate(model, objective, batches, steps: int, warmup: int, p: Params, device, layout) -> float:
+    """Images/s of training's own step (forward, loss, backward, Adam) over `steps` batches after `warmup`."""
     optimizer = torch.optim.Adam(model.parameters(), lr=p.train.lr)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(p.train.precision, device))
+    autocast = autocast_for(p.train.precision, device)
     images = 0
     for i, (lr, hr) in enumerate(batches):
         if i == warmup:
@@ -82,11 +83,7 @@ def _step_rate(model, batches, steps: int, warmup: int, p: Params, device, layou
             start, images = time.perf_counter(), 0
         lr = lr.to(device, non_blocking=True).contiguous(memory_format=layout)
         hr = hr.to(device, non_blocking=True).contiguous(memory_format=layout)
-        with autocast:
-            loss = torch.nn.functional.mse_loss(model(lr).float(), hr)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimisation_step(model, objective, optimizer, autocast, lr, hr)
         images += len(lr)
         if i + 1 == warmup + steps:
             break
@@ -96,14 +93,14 @@ def _step_rate(model, batches, steps: int, warmup: int, p: Params, device, layou
 
 def run(overrides: list[str], smoke: bool, workers: int = 4) -> dict:
     size = SMOKE if smoke else FULL
-    defaults = {"train": {"batch_size": size["batch"]}, "data": {"hr_size": size["hr_size"]}}
+    defaults = {"train": {"batch_size": size["batch"], "epochs": size["epochs"]}, "data": {"hr_size": size["hr_size"]}}
     p = parse_params(apply_overrides(defaults, overrides), source="srlab bench --set")
     device = resolve_device(p.train.device)
     layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
     scale, hr_size, batch = p.data.scale, p.data.hr_size, p.train.batch_size
     rng = np.random.default_rng(0)
     result = {"device": describe_device(device), "torch": torch.__version__, "model": p.model.name, "scale": scale,
-              "hr_size": hr_size, "batch": batch, "precision": "bf16" if _use_bf16(p.train.precision, device) else "fp32",
+              "hr_size": hr_size, "batch": batch, "precision": "bf16" if uses_bf16(p.train.precision, device) else "fp32",
               "compile": p.train.compile}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -117,23 +114,23 @@ def run(overrides: list[str], smoke: bool, workers: int = 4) -> dict:
         save_pairs(tmp / "patches", "train", PatchPairs(hr, lr))
         save_pairs(tmp / "patches", "val", PatchPairs(hr[:batch], lr[:batch]))
         ends = []
-        job = TrainJob(name="bench", params=p, weights=p.loss.pixel_weights(), epochs=size["epochs"], patches=tmp / "patches",
-                       model_out=tmp / "model.pt", checkpoint_dir=tmp / "ckpt")
+        job = TrainJob.for_stage("mse", p, tmp / "patches", tmp / "model.pt", tmp / "ckpt", name="bench")
         train(job, log=lambda row: (_sync(device), ends.append(time.perf_counter())))
         steps_per_epoch = n // batch
         result["a_loop"] = (len(ends) - 1) * steps_per_epoch * batch / (ends[-1] - ends[0])
 
         # (b) the ceiling: one batch already on the device, converted and laid out
         model = build_model(p.model, scale).to(device, memory_format=layout)
+        objective = SRLoss(build_terms(p.loss, job.weights, p.seed, perceptual=None), job.weights).to(device)
         fixed = (torch.rand(batch, 3, lr_size, lr_size, device=device), torch.rand(batch, 3, hr_size, hr_size, device=device))
         steps = max(5, min(50, steps_per_epoch))
-        result["b_ceiling"] = _step_rate(model, iter(lambda: fixed, None), steps, 5, p, device, layout)
+        result["b_ceiling"] = step_rate(model, objective, iter(lambda: fixed, None), steps, 5, p, device, layout)
 
         # (c) the seeds' way: decode and resize JPEGs in worker processes every step
         photos = _photos(tmp, size["photos"], size["photo_size"], rng)
         loader = torch.utils.data.DataLoader(SeedsStyleDataset(photos, hr_size, scale, (steps + 5) * batch), batch_size=batch,
                                              num_workers=workers, pin_memory=device.type == "cuda", shuffle=False)
-        result["c_seeds_loader"] = _step_rate(model, iter(loader), steps, 2, p, device, layout)
+        result["c_seeds_loader"] = step_rate(model, objective, iter(loader), steps, 2, p, device, layout)
 
     result["a_over_b"] = result["a_loop"] / result["b_ceiling"]
     result["a_over_c"] = result["a_loop"] / result["c_seeds_loader"]

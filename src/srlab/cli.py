@@ -82,25 +82,16 @@ def compare(args) -> None:
 
 
 def train_command(args) -> None:
+    from srlab.data.patches import require_prepared
     from srlab.params import load_params
     from srlab.training import TrainJob
 
     p = load_params(args.params, args.set)
-    missing = [f for f in ("train_hr.npy", "train_lr.npy", "val_hr.npy", "val_lr.npy") if not (args.patches / f).is_file()]
-    if missing:
-        raise SrlabError(f"--patches {args.patches}: no prepared {', '.join(missing)} (run `dvc repro prepare` first)")
-    name = f"{p.model.name}_{args.stage}"
-    out = args.out or Path("runs") / name
-    init = None
-    if args.stage == "perceptual" and p.train.perceptual_init == "mse":
-        if not args.init:
-            raise SrlabError("--init MODEL is needed to fine-tune (e.g. models/mse.pt), or --set train.perceptual_init=scratch")
-        init = args.init
-    job = TrainJob(
-        name=name, params=p, weights=p.loss.pixel_weights() if args.stage == "mse" else p.loss.all_weights(),
-        epochs=p.train.epochs if args.stage == "mse" else p.train.perceptual_epochs, patches=args.patches,
-        model_out=out / "model.pt", checkpoint_dir=out / "checkpoints", init_from=init, stage=args.stage, live=out / "live",
-    )
+    require_prepared(args.patches)  # before the run folder is made
+    if args.stage == "perceptual" and p.train.perceptual_init == "mse" and not args.init:
+        raise SrlabError("--init MODEL is needed to fine-tune (e.g. models/mse.pt), or --set train.perceptual_init=scratch")
+    out = args.out or Path("runs") / f"{p.model.name}_{args.stage}"
+    job = TrainJob.for_stage(args.stage, p, args.patches, out / "model.pt", out / "checkpoints", live=out / "live", init_from=args.init)
     _run_job(job, must_resume=False)
 
 
@@ -115,16 +106,20 @@ def resume_command(args) -> None:
     if "job" not in meta or "params" not in meta:
         raise SrlabError(f"{args.checkpoint}: made by an srlab without resume support; re-run its training instead")
     params = parse_params(apply_overrides(meta["params"], args.set), source=f"{args.checkpoint} + --set")
+    if args.set and params.train.lr_schedule != "constant":
+        raise SrlabError(f"{args.checkpoint}: train.lr_schedule is {params.train.lr_schedule}, shaped by the epoch count, "
+                         "so the run cannot be extended; train again with more epochs")
     job = job_from_checkpoint(meta, params)
     _run_job(dataclasses.replace(job, checkpoint_dir=args.checkpoint.parent), must_resume=True)
 
 
 def _run_job(job, must_resume: bool) -> None:
+    from srlab.distributed import is_main_process
     from srlab.training import curves, train
 
     with curves(job.live) as log:
         meta = train(job, log=log, must_resume=must_resume)
-    if not meta["history"]:  # a non-zero torchrun rank: rank 0 reports
+    if not is_main_process():  # under torchrun, rank 0 reports
         return
     last = meta["history"][-1]
     print(f"{job.name}: {meta['epochs']} epochs on {meta['device']}; val PSNR {last['val/psnr']:.2f} dB, "

@@ -58,6 +58,8 @@ class TrainParams:
     perceptual_init: str = field(default="mse", **_rule(choices=("mse", "scratch")))
     batch_size: int = field(default=16, **_rule(min=1))
     lr: float = field(default=3e-4, **_rule(min_exclusive=0.0))
+    lr_schedule: str = field(default="constant", **_rule(choices=("constant", "cosine")))  # cosine: to 0 at the last step
+    warmup_steps: int = field(default=0, **_rule(min=0))  # linear warm-up from lr / warmup_steps, each stage
     device: str = field(default="auto", **_rule(choices=DEVICES))
     precision: str = field(default="auto", **_rule(choices=("auto", "fp32", "bf16")))  # auto: bf16 on CUDA that has it
     compile: bool = False  # torch.compile the model (minutes of compiling; pays off on long GPU runs)

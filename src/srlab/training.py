@@ -31,7 +31,7 @@ from srlab.inference import CHANNELS_LAST
 from srlab.losses import SRLoss, build_perceptual, build_terms
 from srlab.losses.content import SSIMLoss, discriminator_loss
 from srlab.models import build_discriminator, build_model, count_parameters
-from srlab.params import Params
+from srlab.params import Params, TrainParams
 
 SCORED_PATCHES = 1024  # bounds the cached target features (~1 GB at 240 px) on large datasets
 BEST = {"psnr": "best_psnr.pt", "ssim": "best_ssim.pt"}  # kept beside last.pt, as the SRGAN note does
@@ -50,6 +50,23 @@ class TrainJob:
     stage: str = "mse"  # mse | perceptual: which epochs param counts (train.epochs, train.perceptual_epochs)
     live: Path | None = None  # where the curves go (dvclive folder); kept so resume can append to them
 
+    @classmethod
+    def for_stage(cls, stage: str, params: Params, patches: Path, model_out: Path, checkpoint_dir: Path,
+                  live: Path | None = None, init_from: Path | None = None, name: str | None = None) -> TrainJob:
+        """A pipeline stage's job. `mse`: train.epochs on the pixel terms of the loss. `perceptual`:
+        train.perceptual_epochs on every term, starting from `init_from` unless train.perceptual_init
+        is scratch."""
+        if stage == "mse":
+            weights, epochs, init_from = params.loss.pixel_weights(), params.train.epochs, None
+        elif stage == "perceptual":
+            weights, epochs = params.loss.all_weights(), params.train.perceptual_epochs
+            init_from = init_from if params.train.perceptual_init == "mse" else None
+        else:
+            raise ValueError(f"unknown training stage {stage!r}")
+        return cls(name=name or f"{params.model.name}_{stage}", params=params, weights=weights, epochs=epochs,
+                   patches=patches, model_out=model_out, checkpoint_dir=checkpoint_dir, init_from=init_from,
+                   stage=stage, live=live)
+
     def describe(self) -> dict:
         """Everything `srlab resume` needs to rebuild this job from a checkpoint."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "params"}
@@ -58,11 +75,10 @@ class TrainJob:
 
 def job_from_checkpoint(meta: dict, params: Params) -> TrainJob:
     """The job a checkpoint was made by, with `params` (the stored ones, possibly overridden)."""
-    job = dict(meta["job"])
-    for key in ("patches", "model_out", "checkpoint_dir", "init_from", "live"):
-        job[key] = Path(job[key]) if job.get(key) else None
-    job["epochs"] = params.train.epochs if job["stage"] == "mse" else params.train.perceptual_epochs
-    return TrainJob(params=params, **job)
+    job = meta["job"]
+    path = lambda key: Path(job[key]) if job.get(key) else None
+    return TrainJob.for_stage(job["stage"], params, path("patches"), path("model_out"), path("checkpoint_dir"),
+                              live=path("live"), init_from=path("init_from"), name=job["name"])
 
 
 def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None, must_resume: bool = False) -> dict:
@@ -82,7 +98,7 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: autotuning pays off after one step
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(p.train.precision, device))
+    autocast = autocast_for(p.train.precision, device)
     if p.train.batch_size % ranks.world:
         raise SrlabError(f"train.batch_size: {p.train.batch_size} does not split evenly over {ranks.world} processes")
 
@@ -151,12 +167,10 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
             flips = draw_flips(len(idx), generator)
             idx, flips = idx[ranks.rank :: ranks.world].to(device), flips[:, ranks.rank :: ranks.world].to(device)
             lr, hr = (apply_flips(_as_float(t[idx]), flips, layout) for t in train_set)
-            with autocast:
-                sr = net(lr)
-                loss, terms = objective(sr.float(), hr)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            rate = learning_rate(p.train, epoch * steps + step, job.epochs * steps)
+            for group in (*optimizer.param_groups, *(optimizer_d.param_groups if adversarial else ())):
+                group["lr"] = rate
+            sr, loss, terms = optimisation_step(net, objective, optimizer, autocast, lr, hr)
             if adversarial:  # then the discriminator learns to tell this batch's outputs from HR
                 optimizer_d.zero_grad(set_to_none=True)
                 with autocast:
@@ -198,10 +212,38 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     return meta
 
 
-def _use_bf16(precision: str, device: torch.device) -> bool:
+def optimisation_step(net, objective, optimizer, autocast, lr: torch.Tensor, hr: torch.Tensor):
+    """Forward, loss, backward, optimiser step: the one step that training and `srlab bench` time."""
+    with autocast:
+        sr = net(lr)
+        loss, terms = objective(sr.float(), hr)  # losses in fp32 whatever the model ran in
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return sr, loss, terms
+
+
+def learning_rate(train: TrainParams, step: int, total_steps: int) -> float:
+    """Step `step`'s rate (0-based): a linear warm-up over train.warmup_steps, then train.lr held
+    constant or following a cosine to 0 at `total_steps`. A function of the step alone, so a
+    resumed run follows the same schedule exactly."""
+    if step < train.warmup_steps:
+        return train.lr * (step + 1) / train.warmup_steps
+    if train.lr_schedule == "cosine":
+        progress = (step - train.warmup_steps) / max(1, total_steps - train.warmup_steps)
+        return train.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return train.lr
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
     if precision == "bf16":
         return True
     return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def autocast_for(precision: str, device: torch.device) -> torch.autocast:
+    """bf16 autocast when train.precision asks for it (auto: CUDA with bf16), else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(precision, device))
 
 
 def _model_meta(job: TrainJob, model, device) -> dict:
@@ -307,10 +349,12 @@ def _code_digest() -> str:
 
 
 def _fingerprint(job: TrainJob) -> str:
-    """What a checkpoint must share with this job to be resumed. Not the epoch count: a longer run
-    continues a shorter one exactly (no schedule depends on it)."""
+    """What a checkpoint must share with this job to be resumed. Not the epoch count when the
+    learning rate is constant: a longer run then continues a shorter one exactly. A cosine
+    schedule is shaped by the epoch count, so there it counts."""
     params = job.params.to_dict()
-    params["train"] = {k: v for k, v in params["train"].items() if k not in ("epochs", "perceptual_epochs")}
+    if job.params.train.lr_schedule == "constant":
+        params["train"] = {k: v for k, v in params["train"].items() if k not in ("epochs", "perceptual_epochs")}
     parts = {
         "params": params, "weights": job.weights, "code": _code_digest(),
         "data": [file_md5(job.patches / f"{s}_{k}.npy") for s in ("train", "val") for k in ("hr", "lr")],

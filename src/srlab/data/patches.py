@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from srlab.data.degrade import KERNELS, downscale, mod_crop
 from srlab.data.images import UnusableImage, load_rgb
+from srlab.errors import SrlabError
 from srlab.fileio import atomic_path
 
 
@@ -69,5 +70,16 @@ def save_pairs(folder: Path, split: str, pairs: PatchPairs) -> None:
                 np.save(f, getattr(pairs, kind))
 
 
+def require_prepared(folder: Path, splits: tuple[str, ...] = ("train", "val")) -> None:
+    """One clear line, before anything is written, when the prepare stage has not run."""
+    missing = [f"{split}_{kind}.npy" for split in splits for kind in ("hr", "lr") if not (Path(folder) / f"{split}_{kind}.npy").is_file()]
+    if missing:
+        raise SrlabError(f"{folder}: no prepared {', '.join(missing)} (run `dvc repro prepare` first)")
+
+
 def load_pairs(folder: Path, split: str) -> PatchPairs:
-    return PatchPairs(np.load(folder / f"{split}_hr.npy"), np.load(folder / f"{split}_lr.npy"))
+    require_prepared(folder, (split,))
+    try:
+        return PatchPairs(*(np.load(Path(folder) / f"{split}_{kind}.npy") for kind in ("hr", "lr")))
+    except (OSError, ValueError) as exc:  # truncated or not an array
+        raise SrlabError(f"{folder}: unreadable {split} patches ({exc}); run `dvc repro -f prepare`") from None
