@@ -114,3 +114,44 @@ def test_evaluate_scores_histogram_matched_outputs_when_asked(tmp_path, srcnn, p
     summary, table = evaluate(params, tmp_path / "test", {"srcnn_mse": _model_file(tmp_path, srcnn)}, tmp_path / "sr")
     assert set(summary["Set5"]) == {"bicubic", "srcnn_mse", "srcnn_mse_histmatch"}
     assert (tmp_path / "sr" / "Set5" / "srcnn_mse_histmatch" / "a.png").is_file()
+
+
+def test_self_ensemble_undoes_each_transform_and_averages(photo, srcnn):
+    from srlab.inference import self_ensemble
+
+    lr = photo[:37, :29]  # not square: a transform left undone would change the shape
+    # nearest-neighbour x2 commutes with every flip and rotation: its self-ensemble is itself
+    assert np.array_equal(self_ensemble(_Nearest(), lr, "cpu"), super_resolve(_Nearest(), lr, "cpu"))
+    views = []
+    for k in range(4):
+        for mirrored in (False, True):
+            x = np.ascontiguousarray(np.rot90(lr, k)[:, ::-1] if mirrored else np.rot90(lr, k))
+            y = super_resolve(srcnn, x, "cpu", raw=True)
+            views.append(np.rot90(y[:, ::-1] if mirrored else y, -k))
+    expected = np.clip(np.rint(np.mean(views, axis=0) * 255), 0, 255)
+    ensembled = self_ensemble(srcnn, lr, "cpu")
+    assert ensembled.shape == (74, 58, 3) and np.abs(ensembled.astype(int) - expected).max() <= 1
+    assert not np.array_equal(ensembled, super_resolve(srcnn, lr, "cpu"))  # SRCNN is not rotation-invariant
+    assert np.abs(self_ensemble(srcnn, lr, "cpu", tile=16).astype(int) - ensembled).max() <= 1  # tiles agree
+
+
+def test_evaluate_scores_self_ensembled_outputs_when_asked(tmp_path, srcnn, photo):
+    from srlab.evaluation import evaluate
+    from srlab.params import parse_params
+
+    (tmp_path / "test" / "Set5").mkdir(parents=True)
+    Image.fromarray(photo).save(tmp_path / "test" / "Set5" / "a.png")
+    params = parse_params({"eval": {"sets": ["Set5"], "self_ensemble": True}, "train": {"device": "cpu"}})
+    summary, _ = evaluate(params, tmp_path / "test", {"srcnn_mse": _model_file(tmp_path, srcnn)}, tmp_path / "sr")
+    assert set(summary["Set5"]) == {"bicubic", "srcnn_mse", "srcnn_mse_x8"}
+    assert summary["Set5"]["srcnn_mse_x8"]["psnr"] != summary["Set5"]["srcnn_mse"]["psnr"]
+
+
+def test_cli_self_ensemble_writes_the_ensembled_image(tmp_path, srcnn, photo):
+    from srlab.inference import self_ensemble
+
+    Image.fromarray(photo[:40, :30]).save(tmp_path / "a.png")
+    main(["super-resolve", "--checkpoint", str(_model_file(tmp_path, srcnn)), "--out", str(tmp_path / "out"),
+          "--self-ensemble", str(tmp_path / "a.png")])
+    written = np.asarray(Image.open(tmp_path / "out" / "a_x2.png"))
+    assert np.array_equal(written, self_ensemble(srcnn, photo[:40, :30], "cpu", tile=256))

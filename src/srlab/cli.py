@@ -39,7 +39,7 @@ def super_resolve(args) -> None:
     from srlab import checkpoint
     from srlab.data.images import UnusableImage, load_rgb, save_png
     from srlab.device import resolve_device
-    from srlab.inference import histogram_match
+    from srlab.inference import histogram_match, self_ensemble
     from srlab.inference import super_resolve as upscale
 
     if args.tile < 1 or args.overlap < 0:
@@ -55,7 +55,10 @@ def super_resolve(args) -> None:
             lr, _ = load_rgb(path)
         except UnusableImage as exc:
             raise SrlabError(f"{path}: {exc}") from None
-        sr = upscale(model, lr, device, tile=args.tile, overlap=args.overlap)
+        if args.self_ensemble:
+            sr = self_ensemble(model, lr, device, tile=args.tile, overlap=args.overlap)
+        else:
+            sr = upscale(model, lr, device, tile=args.tile, overlap=args.overlap)
         if args.histogram_match:
             sr = histogram_match(sr, lr)
         out = args.out / f"{path.stem}_x{meta['scale']}.png"
@@ -158,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     sr.add_argument("--tile", type=int, default=256, help="LR tile side; memory grows with its square (default 256)")
     sr.add_argument("--overlap", type=int, default=16, help="LR context around each tile (default 16)")
     sr.add_argument("--histogram-match", action="store_true", help="match each output's colour histogram to its input's")
+    sr.add_argument("--self-ensemble", action="store_true", help="average the outputs of the 8 flips and rotations (8x slower)")
     sr.set_defaults(func=super_resolve)
 
     cmp = commands.add_parser("compare", help="perception-distortion picture and table across DVC experiments")

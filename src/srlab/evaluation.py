@@ -14,7 +14,7 @@ from srlab.data.degrade import downscale, mod_crop, upscale
 from srlab.data.images import IMAGE_SUFFIXES, load_rgb, save_png
 from srlab.device import resolve_device
 from srlab.errors import SrlabError
-from srlab.inference import CHANNELS_LAST, histogram_match, super_resolve, to_tensor
+from srlab.inference import CHANNELS_LAST, histogram_match, self_ensemble, super_resolve, to_tensor
 from srlab.losses import build_perceptual
 from srlab.metrics import psnr_y, ssim_y
 from srlab.params import Params
@@ -43,6 +43,8 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
             lr = downscale(hr, scale, params.eval.degradation, params.data.blur_sigma)
             outputs = {BASELINE: upscale(lr, scale, "bicubic")}
             outputs.update({name: super_resolve(net, lr, device) for name, net in nets.items()})
+            if params.eval.self_ensemble:  # 8 flips and rotations averaged: what "+" means in published tables
+                outputs.update({f"{name}_x8": self_ensemble(net, lr, device) for name, net in nets.items()})
             if params.eval.histogram_match:  # the post-process of the assignment note, scored beside each model
                 outputs.update({f"{name}_histmatch": histogram_match(outputs[name], lr) for name in nets})
             with torch.no_grad():

@@ -105,6 +105,7 @@ class EvalParams:
     sets: tuple[str, ...] = field(default=TEST_SETS, **_rule(items=TEST_SETS))
     degradation: str = field(default="bicubic", **_rule(choices=DEGRADATIONS))
     histogram_match: bool = False  # also score each model's output after colour histogram matching
+    self_ensemble: bool = False  # also score <model>_x8: outputs averaged over the 8 flips and rotations of the input
     vgg_layers: LayerWeights = field(default_factory=LayerWeights)
 
 
