@@ -1,81 +1,106 @@
-"""A GPU measurement without DVC: train SRCNN with MSE on prepared patches, score it on the test
-sets, and time the training step against the same model on a fixed on-device batch (the ceiling).
-Kept to reproduce the H100 rows of docs/RESULTS.md; for throughput use `srlab bench`.
+"""One quality measurement on the GPU machine, where DVC is not installed: the pipeline's download,
+prepare and train_mse steps for a params file, then Set5 / Set14 scores, in one command.
 
-    python bench/gpu_run.py PARAMS PATCHES TEST_ROOT OUT_DIR
+    PYTHONPATH=src SRLAB_DATA_MIRROR=.device-data python3 bench/gpu_run.py PARAMS OUT [--minutes M]
+
+--minutes M chooses train.epochs so that training fits M minutes on this GPU: the training step is
+timed on random batches of the run's shape first, and the epochs chosen are written into
+OUT/params.yaml, so the run can be repeated exactly (this script with OUT/params.yaml, or
+`dvc exp run` with the same values). OUT also gets metrics.json (scores, training seconds, GPU),
+per_image.csv and the model.
+
+The H100 SRCNN rows of docs/RESULTS.md were made by this script's first version (commit ea7b6cb),
+whose step timing `srlab bench` has since replaced.
 """
 
+from __future__ import annotations
+
+import argparse
 import json
+import math
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import yaml
 
+from srlab.bench import step_rate
+from srlab.device import describe_device, resolve_device
 from srlab.evaluation import evaluate
+from srlab.fileio import write_json, write_text
+from srlab.inference import CHANNELS_LAST
+from srlab.losses import SRLoss, build_terms
 from srlab.models import build_model
 from srlab.params import load_params
-from srlab.training import TrainJob, _as_float, apply_flips, draw_flips, train
+from srlab.training import TrainJob, train
+
+SCORING_SHARE = 0.15  # of the budget left for per-epoch validation and checkpoints
 
 
-def step_throughput(p, hr_size: int, batch: int, steps: int = 50) -> dict:
-    """images/s of (a) our step: sample + augment + fwd/bwd/step, (b) fwd/bwd/step on one fixed batch."""
-    device = torch.device("cuda")
-    layout = torch.channels_last
-    model = build_model(p.model, p.data.scale).to(device, memory_format=layout)
-    opt = torch.optim.Adam(model.parameters(), lr=p.train.lr)
-    pool_lr = torch.randint(0, 256, (4096, 3, hr_size // 2, hr_size // 2), dtype=torch.uint8, device=device)
-    pool_hr = torch.randint(0, 256, (4096, 3, hr_size, hr_size), dtype=torch.uint8, device=device)
-    gen = torch.Generator().manual_seed(0)
-    fixed_lr, fixed_hr = _as_float(pool_lr[:batch], layout), _as_float(pool_hr[:batch], layout)
-
-    def real():
-        idx = torch.randint(0, 4096, (batch,), generator=gen).to(device)
-        flips = draw_flips(batch, gen).to(device)
-        return apply_flips(_as_float(pool_lr[idx]), flips, layout), apply_flips(_as_float(pool_hr[idx]), flips, layout)
-
-    results = {}
-    for name, draw in (("a_loop", real), ("b_ceiling", lambda: (fixed_lr, fixed_hr))):
-        for i in range(steps + 10):
-            if i == 10:
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-            lr, hr = draw()
-            loss = torch.nn.functional.mse_loss(model(lr), hr)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        torch.cuda.synchronize()
-        results[name] = steps * batch / (time.perf_counter() - start)
-    results["a_over_b"] = results["a_loop"] / results["b_ceiling"]
-    return results
+def stage(script: str, params: Path, *args: str) -> None:
+    subprocess.run([sys.executable, f"stages/{script}.py", "--params", str(params), *args], check=True)
 
 
-def main(params_path, patches, test_root, out):
-    out = Path(out)
-    p = load_params(params_path)
-    print("gpu:", torch.cuda.get_device_name(), "torch", torch.__version__, flush=True)
-    for size in (96, 240):
-        print(f"step throughput, {size}px HR, batch 64:", json.dumps(step_throughput(p, size, 64)), flush=True)
+def epochs_for(minutes: float, p, patches: Path) -> tuple[int, float]:
+    """Epochs of training that fit `minutes`, from the step rate on random batches of the run's shape."""
+    device = resolve_device(p.train.device)
+    count = len(np.load(patches / "train_hr.npy", mmap_mode="r"))
+    lr_size, batch = p.data.hr_size // p.data.scale, p.train.batch_size
+    model = build_model(p.model, p.data.scale).to(device, memory_format=CHANNELS_LAST)
+    model = torch.compile(model) if p.train.compile else model
+    weights = p.loss.pixel_weights()
+    objective = SRLoss(build_terms(p.loss, weights, p.seed, perceptual=None), weights).to(device)
+    fixed = (torch.rand(batch, 3, lr_size, lr_size, device=device), torch.rand(batch, 3, p.data.hr_size, p.data.hr_size, device=device))
+    rate = step_rate(model, objective, iter(lambda: fixed, None), steps=100, warmup=20, p=p, device=device, layout=CHANNELS_LAST)
+    epoch_seconds = (count // batch) * batch / rate
+    return max(1, math.floor(minutes * 60 * (1 - SCORING_SHARE) / epoch_seconds)), rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("params", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--minutes", type=float, help="fit train.epochs to this much training time on this GPU")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/srlab-gpu"), help="photos, patches, checkpoints (not kept)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    raw, patches = args.work / "raw", args.work / "patches"
+    p = load_params(args.params)
+    device = describe_device(resolve_device(p.train.device))
+    print("device:", device, "torch", torch.__version__, flush=True)
+
+    stage("download", args.params, "--out", str(raw), "--downloads", str(args.work / "downloads"))
+    stage("prepare", args.params, "--raw", str(raw), "--out", str(patches), "--report", str(args.out / "prepare.json"))
+    settings = yaml.safe_load(args.params.read_text())
+    if args.minutes:
+        epochs, rate = epochs_for(args.minutes, p, patches)
+        print(f"step rate {rate:.0f} img/s: {epochs} epochs fit {args.minutes} min", flush=True)
+        settings.setdefault("train", {})["epochs"] = epochs
+    params_used = args.out / "params.yaml"
+    write_text(params_used, yaml.safe_dump(settings, sort_keys=False))
+    p = load_params(params_used)
 
     start = time.perf_counter()
 
     def log(row):
-        print(f"{time.perf_counter() - start:7.1f}s", json.dumps({k: round(v, 7) for k, v in row.items()}), flush=True)
+        print(f"{time.perf_counter() - start:7.1f}s", json.dumps({k: round(v, 5) for k, v in row.items()}), flush=True)
 
-    job = TrainJob(name="srcnn_mse", params=p, weights=p.loss.pixel_weights(), epochs=p.train.epochs, patches=Path(patches),
-                   model_out=out / "srcnn_mse.pt", checkpoint_dir=Path("/tmp/gpu-ckpt"))
-    meta = train(job, log=log)
+    name = f"{p.model.name}_mse"
+    job = TrainJob.for_stage("mse", p, patches, args.out / f"{name}.pt", args.work / "checkpoints" / name)
+    train(job, log=log)
     train_seconds = time.perf_counter() - start
-    summary, table = evaluate(p, Path(test_root), {"srcnn_mse": out / "srcnn_mse.pt"}, Path("/tmp/gpu-sr"))
-    summary["run"] = {"train_seconds": round(train_seconds, 1), "epochs": meta["epochs"], "gpu": torch.cuda.get_device_name(),
+    summary, table = evaluate(p, raw / "test", {name: job.model_out}, args.work / "sr")
+    summary["run"] = {"train_seconds": round(train_seconds, 1), "epochs": p.train.epochs, "device": device,
                       "torch": torch.__version__, "params": p.to_dict()}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    table.to_csv(out / "per_image.csv", index=False)
+    write_json(args.out / "metrics.json", summary)
+    table.to_csv(args.out / "per_image.csv", index=False)
     for set_name in p.eval.sets:
         print(set_name, json.dumps(summary[set_name]), flush=True)
-    print(f"trained {train_seconds:.0f} s", flush=True)
+    print(f"trained {train_seconds:.0f} s ({train_seconds / 60:.1f} min), {p.train.epochs} epochs", flush=True)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()

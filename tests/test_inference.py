@@ -104,16 +104,18 @@ def test_histogram_matching_keeps_size_and_moves_colours_to_the_reference(photo)
     assert abs(matched.mean() - photo.mean()) < abs(dark.mean() - photo.mean()) / 10
 
 
-def test_evaluate_scores_histogram_matched_outputs_when_asked(tmp_path, srcnn, photo):
+@pytest.mark.parametrize("option, method", [("histogram_match", "srcnn_mse_histmatch"), ("self_ensemble", "srcnn_mse_x8")])
+def test_evaluate_scores_post_processed_outputs_when_asked(tmp_path, srcnn, photo, option, method):
     from srlab.evaluation import evaluate
     from srlab.params import parse_params
 
     (tmp_path / "test" / "Set5").mkdir(parents=True)
     Image.fromarray(photo).save(tmp_path / "test" / "Set5" / "a.png")
-    params = parse_params({"eval": {"sets": ["Set5"], "histogram_match": True}, "train": {"device": "cpu"}})
+    params = parse_params({"eval": {"sets": ["Set5"], option: True}, "train": {"device": "cpu"}})
     summary, table = evaluate(params, tmp_path / "test", {"srcnn_mse": _model_file(tmp_path, srcnn)}, tmp_path / "sr")
-    assert set(summary["Set5"]) == {"bicubic", "srcnn_mse", "srcnn_mse_histmatch"}
-    assert (tmp_path / "sr" / "Set5" / "srcnn_mse_histmatch" / "a.png").is_file()
+    assert set(summary["Set5"]) == {"bicubic", "srcnn_mse", method}
+    assert summary["Set5"][method]["psnr"] != summary["Set5"]["srcnn_mse"]["psnr"]
+    assert (tmp_path / "sr" / "Set5" / method / "a.png").is_file()
 
 
 def test_self_ensemble_undoes_each_transform_and_averages(photo, srcnn):
@@ -134,17 +136,6 @@ def test_self_ensemble_undoes_each_transform_and_averages(photo, srcnn):
     assert not np.array_equal(ensembled, super_resolve(srcnn, lr, "cpu"))  # SRCNN is not rotation-invariant
     assert np.abs(self_ensemble(srcnn, lr, "cpu", tile=16).astype(int) - ensembled).max() <= 1  # tiles agree
 
-
-def test_evaluate_scores_self_ensembled_outputs_when_asked(tmp_path, srcnn, photo):
-    from srlab.evaluation import evaluate
-    from srlab.params import parse_params
-
-    (tmp_path / "test" / "Set5").mkdir(parents=True)
-    Image.fromarray(photo).save(tmp_path / "test" / "Set5" / "a.png")
-    params = parse_params({"eval": {"sets": ["Set5"], "self_ensemble": True}, "train": {"device": "cpu"}})
-    summary, _ = evaluate(params, tmp_path / "test", {"srcnn_mse": _model_file(tmp_path, srcnn)}, tmp_path / "sr")
-    assert set(summary["Set5"]) == {"bicubic", "srcnn_mse", "srcnn_mse_x8"}
-    assert summary["Set5"]["srcnn_mse_x8"]["psnr"] != summary["Set5"]["srcnn_mse"]["psnr"]
 
 
 def test_cli_self_ensemble_writes_the_ensembled_image(tmp_path, srcnn, photo):
