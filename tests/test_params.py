@@ -43,6 +43,9 @@ def test_the_interface_key_loss_vgg_weight_exists():
         ({"loss": {"vgg_init": "missing.pth"}}, "loss.vgg_init: 'missing.pth' is neither 'imagenet' nor 'random' nor an existing file"),
         ({"train": {"residual": True}}, "train.residual: unknown parameter"),
         ({"model": {"residual": "yes"}}, "model.residual: expected true or false, got 'yes'"),
+        ({"loss": {"mse_weight": 0}}, "loss: mse_weight, l1_weight and ssim_weight are all 0; train_mse needs at least one above 0"),
+        ({"eval": {"vgg_layers": {"relu2_2": 0}}}, "eval.vgg_layers: every layer weight is 0"),
+        ({"train": {"lr_schedule": "step"}}, "train.lr_schedule: 'step' is not one of constant, cosine"),
     ],
 )
 def test_bad_parameters_name_the_key_the_value_and_what_is_allowed(raw, message):

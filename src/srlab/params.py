@@ -75,6 +75,9 @@ class LayerWeights:
     def nonzero(self) -> dict[str, float]:
         return {name: w for name, w in dataclasses.asdict(self).items() if w > 0}
 
+    def problem(self) -> str | None:
+        return None if self.nonzero() else "every layer weight is 0; at least one must be above 0"
+
 
 @dataclass(frozen=True)
 class LossParams:
@@ -91,6 +94,11 @@ class LossParams:
     resnet_weight: float = field(default=0.0, **_rule(min=0.0))
     resnet_init: str = field(default="random", **_rule(choices_or_file=BACKBONE_INITS))
     adversarial_weight: float = field(default=0.0, **_rule(min=0.0))
+
+    def problem(self) -> str | None:
+        if not any(w > 0 for w in self.pixel_weights().values()):
+            return "mse_weight, l1_weight and ssim_weight are all 0; train_mse needs at least one above 0"
+        return None
 
     def pixel_weights(self) -> dict[str, float]:
         return {"mse": self.mse_weight, "l1": self.l1_weight, "ssim": self.ssim_weight}
@@ -188,7 +196,11 @@ def _build(cls, raw: Any, prefix: str):
             values[name] = _build(type(default), raw[name], key + ".")
         else:
             values[name] = _check_value(key, raw[name], default, f.metadata)
-    return cls(**values)
+    section = cls(**values)
+    problem = section.problem() if hasattr(section, "problem") else None  # rules across a section's keys
+    if problem:
+        raise SrlabError(f"{prefix.rstrip('.')}: {problem}")
+    return section
 
 
 def _default(f: dataclasses.Field):
