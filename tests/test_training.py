@@ -328,3 +328,24 @@ def test_truncated_patch_file_is_one_line_naming_the_folder(tmp_path, patches):
     (patches / "val_hr.npy").write_bytes(data[: len(data) // 2])
     with pytest.raises(SrlabError, match="unreadable val patches"):
         load_pairs(patches, "val")
+
+
+def test_patches_kept_in_host_memory_train_exactly_as_patches_on_the_device(tmp_path, patches, monkeypatch):
+    from srlab import training
+
+    train(_job(tmp_path, patches, "resident", epochs=2))
+    monkeypatch.setattr(training, "fits_on_device", lambda nbytes, device: False)  # as if the GPU were too small
+    host = train(_job(tmp_path, patches, "host", epochs=2))
+    assert host["history"] == checkpoint.load(tmp_path / "resident" / "model.pt")["meta"]["history"]
+    resident = _weights(tmp_path / "resident" / "model.pt")
+    for key, value in _weights(tmp_path / "host" / "model.pt").items():
+        assert torch.equal(value, resident[key]), key
+
+
+def test_patches_go_to_the_device_only_within_their_share_of_free_memory(monkeypatch):
+    from srlab import training
+
+    assert training.fits_on_device(10**15, torch.device("cpu"))  # host memory is the device: nothing to decide
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (8 * 2**30, 80 * 2**30))
+    assert training.fits_on_device(4 * 2**30, torch.device("cuda"))
+    assert not training.fits_on_device(4 * 2**30 + 1, torch.device("cuda"))

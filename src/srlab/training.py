@@ -2,8 +2,9 @@
 
 Both pipeline models come from here: train_mse with the pixel terms of the loss, train_perceptual
 with all of them (VGG16 perceptual, VGG19 / ResNet content, adversarial), starting from the MSE
-model. The patches live on the training device and batches are sampled and augmented there;
-losses are read back once per epoch, not per step.
+model. The patches live on the training device (or, when they would take more than half its free
+memory, in pinned host memory) and batches are sampled and augmented on the device; losses are
+read back once per epoch, not per step.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from srlab.models import build_discriminator, build_model, count_parameters
 from srlab.params import Params, TrainParams
 
 SCORED_PATCHES = 1024  # bounds the cached target features (~1 GB at 240 px) on large datasets
+DEVICE_SHARE = 0.5  # of the free GPU memory that the training patches may take; beyond it they stay in host memory
 BEST = {"psnr": "best_psnr.pt", "ssim": "best_ssim.pt"}  # kept beside last.pt, as the SRGAN note does
 
 
@@ -102,14 +104,14 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     if p.train.batch_size % ranks.world:
         raise SrlabError(f"train.batch_size: {p.train.batch_size} does not split evenly over {ranks.world} processes")
 
-    # data: uint8 patches on the device, converted per batch
-    train_set, val_set = _to_device(load_pairs(job.patches, "train"), device), _to_device(load_pairs(job.patches, "val"), device)
-    if p.train.batch_size > len(train_set[0]):
-        raise SrlabError(f"train.batch_size: {p.train.batch_size} is more than the {len(train_set[0])} training patches")
+    # data: uint8 patches, on the device when they fit, converted per batch
+    train_set, val_set = PatchStore(load_pairs(job.patches, "train"), device), PatchStore(load_pairs(job.patches, "val"), device)
+    if p.train.batch_size > len(train_set):
+        raise SrlabError(f"train.batch_size: {p.train.batch_size} is more than the {len(train_set)} training patches")
     # curves are scored on fixed, evenly spaced samples (all of val when it is small), and the
     # train sample is scored like val, so the two curves compare
-    val_probe = _spread(val_set, SCORED_PATCHES)
-    train_probe = _spread(train_set, len(val_probe[0]))
+    val_probe = val_set.spread(SCORED_PATCHES)
+    train_probe = train_set.spread(len(val_probe[0]))
 
     model = build_model(p.model, p.data.scale).to(device, memory_format=layout)
     if job.init_from is not None:
@@ -151,7 +153,7 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     log = log if ranks.main else (lambda row: None)
     for row in history:  # DVC cleared the outs before this run: replay the curves we keep
         log(row)
-    n = len(train_set[0])
+    n = len(train_set)
     steps = n // p.train.batch_size
     bar = tqdm(range(start_epoch, job.epochs), desc=job.name, unit="epoch", initial=start_epoch, total=job.epochs,
                disable=None if ranks.main else True)
@@ -165,8 +167,8 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
             # so N processes see exactly the batches one process would
             idx = order[step * p.train.batch_size : (step + 1) * p.train.batch_size]
             flips = draw_flips(len(idx), generator)
-            idx, flips = idx[ranks.rank :: ranks.world].to(device), flips[:, ranks.rank :: ranks.world].to(device)
-            lr, hr = (apply_flips(_as_float(t[idx]), flips, layout) for t in train_set)
+            idx, flips = idx[ranks.rank :: ranks.world], flips[:, ranks.rank :: ranks.world].to(device)
+            lr, hr = (apply_flips(_as_float(t), flips, layout) for t in train_set.batch(idx))
             rate = learning_rate(p.train, epoch * steps + step, job.epochs * steps)
             for group in (*optimizer.param_groups, *(optimizer_d.param_groups if adversarial else ())):
                 group["lr"] = rate
@@ -256,14 +258,47 @@ def _model_meta(job: TrainJob, model, device) -> dict:
     }
 
 
-def _to_device(pairs, device) -> tuple[torch.Tensor, torch.Tensor]:
-    # N x H x W x 3 uint8 -> N x 3 x H x W uint8, kept compact until a batch is drawn
-    return tuple(torch.from_numpy(a).permute(0, 3, 1, 2).contiguous().to(device) for a in (pairs.lr, pairs.hr))
+def fits_on_device(nbytes: int, device: torch.device) -> bool:
+    """Whether patches of `nbytes` may live on `device`: up to DEVICE_SHARE of its free memory,
+    leaving the rest to the model, its activations and the optimiser."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_SHARE * free
 
 
-def _spread(pairs, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    step = max(1, len(pairs[0]) // count)
-    return tuple(t[::step][:count] for t in pairs)
+class PatchStore:
+    """LR and HR uint8 patches as N x 3 x H x W tensors, kept compact until a batch is drawn: on the
+    training device when they fit, otherwise in pinned host memory, from which each batch is
+    gathered and copied without making the step wait."""
+
+    def __init__(self, pairs, device: torch.device):
+        tensors = [torch.from_numpy(a).permute(0, 3, 1, 2).contiguous() for a in (pairs.lr, pairs.hr)]
+        self.device = device
+        self.resident = fits_on_device(sum(t.nbytes for t in tensors), device)
+        if self.resident:
+            self.tensors = [t.to(device) for t in tensors]
+        else:
+            self.tensors = [t.pin_memory() if device.type == "cuda" else t for t in tensors]
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def batch(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """The LR and HR patches at `idx` (a CPU index tensor), on the training device."""
+        if self.resident:
+            idx = idx.to(self.device)
+            return [t[idx] for t in self.tensors]
+        pin = self.device.type == "cuda"
+        # a fresh pinned buffer per batch: the caching host allocator will not reuse it while its copy is in flight
+        gathered = [torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=pin))
+                    for t in self.tensors]
+        return [g.to(self.device, non_blocking=True) for g in gathered]
+
+    def spread(self, count: int) -> list[torch.Tensor]:
+        """`count` evenly spaced pairs (all when there are fewer), on the training device."""
+        step = max(1, len(self) // count)
+        return self.batch(torch.arange(0, len(self), step)[:count])
 
 
 def _as_float(batch: torch.Tensor, layout=torch.contiguous_format) -> torch.Tensor:
