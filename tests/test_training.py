@@ -296,7 +296,9 @@ def test_a_cosine_run_interrupted_resumes_exactly_and_is_not_extended(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         train(_job(tmp_path, patches, "resumed", epochs=3, **cosine))
     monkeypatch.setattr(checkpoint, "save", real_save)
-    train(_job(tmp_path, patches, "resumed", epochs=3, **cosine), must_resume=True)
+    resumed = train(_job(tmp_path, patches, "resumed", epochs=3, **cosine), must_resume=True)
+    lrs = [row["train/lr"] for row in resumed["history"]]  # the rate of each epoch's last step, logged
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1 * lrs[0]
     straight = _weights(tmp_path / "straight" / "model.pt")
     for key, value in _weights(tmp_path / "resumed" / "model.pt").items():
         assert torch.equal(value, straight[key]), key

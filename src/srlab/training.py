@@ -188,6 +188,8 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
             at = epoch * steps + int(first_bad) + 1
             raise SrlabError(f"{job.name}: loss became non-finite at step {at} (epoch {epoch + 1}); "
                              f"last good checkpoint kept at {last_path}")
+        if p.train.lr_schedule != "constant" or p.train.warmup_steps:  # a curve worth plotting only when it moves
+            row["train/lr"] = rate
         if not ranks.main:
             continue  # rank 0 scores, logs and checkpoints; the others go on to the next epoch
         for split, patches in scored.items():
