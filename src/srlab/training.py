@@ -105,7 +105,8 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
         raise SrlabError(f"train.batch_size: {p.train.batch_size} does not split evenly over {ranks.world} processes")
 
     # data: uint8 patches, on the device when they fit, converted per batch
-    train_set, val_set = PatchStore(load_pairs(job.patches, "train"), device), PatchStore(load_pairs(job.patches, "val"), device)
+    train_set = PatchStore(load_pairs(job.patches, "train"), device)
+    val_set = PatchStore(load_pairs(job.patches, "val"), device)
     if p.train.batch_size > len(train_set):
         raise SrlabError(f"train.batch_size: {p.train.batch_size} is more than the {len(train_set)} training patches")
     # curves are scored on fixed, evenly spaced samples (all of val when it is small), and the
@@ -130,7 +131,8 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=p.train.lr) if adversarial else None
     generator = torch.Generator().manual_seed(p.seed)
 
-    # resume only from a checkpoint made by exactly this job on exactly this data (more epochs are fine)
+    # resume only from a checkpoint made by exactly this job on exactly this data (more epochs are
+    # fine while the rate is constant: see _fingerprint)
     fingerprint = _fingerprint(job)
     last_path = job.checkpoint_dir / "last.pt"
     start_epoch, history, best = 0, [], {"psnr": -math.inf, "ssim": -math.inf}
