@@ -27,13 +27,11 @@ import numpy as np
 import torch
 import yaml
 
-from srlab.bench import step_rate
+from srlab.bench import ceiling_rate, step_under_test
 from srlab.device import describe_device, resolve_device
 from srlab.evaluation import evaluate
 from srlab.fileio import write_json, write_text
 from srlab.inference import CHANNELS_LAST
-from srlab.losses import SRLoss, build_terms
-from srlab.models import build_model
 from srlab.params import load_params
 from srlab.training import TrainJob, train
 
@@ -48,13 +46,9 @@ def epochs_for(minutes: float, p, patches: Path) -> tuple[int, float]:
     """Epochs of training that fit `minutes`, from the step rate on random batches of the run's shape."""
     device = resolve_device(p.train.device)
     count = len(np.load(patches / "train_hr.npy", mmap_mode="r"))
-    lr_size, batch = p.data.hr_size // p.data.scale, p.train.batch_size
-    model = build_model(p.model, p.data.scale).to(device, memory_format=CHANNELS_LAST)
-    model = torch.compile(model) if p.train.compile else model
-    weights = p.loss.pixel_weights()
-    objective = SRLoss(build_terms(p.loss, weights, p.seed, perceptual=None), weights).to(device)
-    fixed = (torch.rand(batch, 3, lr_size, lr_size, device=device), torch.rand(batch, 3, p.data.hr_size, p.data.hr_size, device=device))
-    rate = step_rate(model, objective, iter(lambda: fixed, None), steps=100, warmup=20, p=p, device=device, layout=CHANNELS_LAST)
+    _, net, objective = step_under_test(p, device, CHANNELS_LAST)
+    rate = ceiling_rate(net, objective, p, device, CHANNELS_LAST, steps=100, warmup=20)
+    batch = p.train.batch_size
     epoch_seconds = (count // batch) * batch / rate
     return max(1, math.floor(minutes * 60 * (1 - SCORING_SHARE) / epoch_seconds)), rate
 

@@ -91,6 +91,22 @@ def step_rate(model, objective, batches, steps: int, warmup: int, p: Params, dev
     return images / (time.perf_counter() - start)
 
 
+def step_under_test(p: Params, device, layout):
+    """The model, the same model as training runs it (compiled when train.compile), and the pixel
+    objective: what (b) and (c) time, so that their ratios to (a) compare like with like."""
+    model = build_model(p.model, p.data.scale).to(device, memory_format=layout)
+    weights = p.loss.pixel_weights()
+    objective = SRLoss(build_terms(p.loss, weights, p.seed, perceptual=None), weights).to(device)
+    return model, torch.compile(model) if p.train.compile else model, objective
+
+
+def ceiling_rate(net, objective, p: Params, device, layout, steps: int, warmup: int) -> float:
+    """(b): images/s of the step on one batch of the run's shape already on the device."""
+    batch, hr_size, lr_size = p.train.batch_size, p.data.hr_size, p.data.hr_size // p.data.scale
+    fixed = (torch.rand(batch, 3, lr_size, lr_size, device=device), torch.rand(batch, 3, hr_size, hr_size, device=device))
+    return step_rate(net, objective, iter(lambda: fixed, None), steps, warmup, p, device, layout)
+
+
 def run(overrides: list[str], smoke: bool, workers: int = 4) -> dict:
     size = SMOKE if smoke else FULL
     defaults = {"train": {"batch_size": size["batch"], "epochs": size["epochs"]}, "data": {"hr_size": size["hr_size"]}}
@@ -120,17 +136,15 @@ def run(overrides: list[str], smoke: bool, workers: int = 4) -> dict:
         result["a_loop"] = (len(ends) - 1) * steps_per_epoch * batch / (ends[-1] - ends[0])
 
         # (b) the ceiling: one batch already on the device, converted and laid out
-        model = build_model(p.model, scale).to(device, memory_format=layout)
-        objective = SRLoss(build_terms(p.loss, job.weights, p.seed, perceptual=None), job.weights).to(device)
-        fixed = (torch.rand(batch, 3, lr_size, lr_size, device=device), torch.rand(batch, 3, hr_size, hr_size, device=device))
+        model, net, objective = step_under_test(p, device, layout)
         steps = max(5, min(50, steps_per_epoch))
-        result["b_ceiling"] = step_rate(model, objective, iter(lambda: fixed, None), steps, 5, p, device, layout)
+        result["b_ceiling"] = ceiling_rate(net, objective, p, device, layout, steps, warmup=5)
 
         # (c) the seeds' way: decode and resize JPEGs in worker processes every step
         photos = _photos(tmp, size["photos"], size["photo_size"], rng)
         loader = torch.utils.data.DataLoader(SeedsStyleDataset(photos, hr_size, scale, (steps + 5) * batch), batch_size=batch,
                                              num_workers=workers, pin_memory=device.type == "cuda", shuffle=False)
-        result["c_seeds_loader"] = step_rate(model, objective, iter(loader), steps, 2, p, device, layout)
+        result["c_seeds_loader"] = step_rate(net, objective, iter(loader), steps, 2, p, device, layout)
 
     result["a_over_b"] = result["a_loop"] / result["b_ceiling"]
     result["a_over_c"] = result["a_loop"] / result["c_seeds_loader"]
