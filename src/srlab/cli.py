@@ -108,8 +108,9 @@ def resume_command(args) -> None:
     meta = checkpoint.load(args.checkpoint)["meta"]
     if "job" not in meta or "params" not in meta:
         raise SrlabError(f"{args.checkpoint}: made by an srlab without resume support; re-run its training instead")
+    epochs_before = (meta["params"]["train"]["epochs"], meta["params"]["train"]["perceptual_epochs"])
     params = parse_params(apply_overrides(meta["params"], args.set), source=f"{args.checkpoint} + --set")
-    if args.set and params.train.lr_schedule != "constant":
+    if params.train.lr_schedule != "constant" and (params.train.epochs, params.train.perceptual_epochs) != epochs_before:
         raise SrlabError(f"{args.checkpoint}: train.lr_schedule is {params.train.lr_schedule}, shaped by the epoch count, "
                          "so the run cannot be extended; train again with more epochs")
     job = job_from_checkpoint(meta, params)
