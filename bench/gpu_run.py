@@ -29,6 +29,8 @@ import yaml
 
 from srlab.bench import ceiling_rate, step_under_test
 from srlab.device import describe_device, resolve_device
+from srlab.entry import run
+from srlab.errors import SrlabError
 from srlab.evaluation import evaluate
 from srlab.fileio import write_json, write_text
 from srlab.inference import CHANNELS_LAST
@@ -39,7 +41,8 @@ SCORING_SHARE = 0.15  # of the budget left for per-epoch validation and checkpoi
 
 
 def stage(script: str, params: Path, *args: str) -> None:
-    subprocess.run([sys.executable, f"stages/{script}.py", "--params", str(params), *args], check=True)
+    if subprocess.run([sys.executable, f"stages/{script}.py", "--params", str(params), *args]).returncode:
+        raise SrlabError(f"stage {script} failed (its error is above)")
 
 
 def epochs_for(minutes: float, p, patches: Path) -> tuple[int, float]:
@@ -60,10 +63,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, help="fit train.epochs to this much training time on this GPU")
     parser.add_argument("--work", type=Path, default=Path("/tmp/srlab-gpu"), help="photos, patches, checkpoints (not kept)")
     args = parser.parse_args()
+    p = load_params(args.params)  # a bad params file stops before anything is written
+    device = describe_device(resolve_device(p.train.device))
     args.out.mkdir(parents=True, exist_ok=True)
     raw, patches = args.work / "raw", args.work / "patches"
-    p = load_params(args.params)
-    device = describe_device(resolve_device(p.train.device))
     print("device:", device, "torch", torch.__version__, flush=True)
 
     stage("download", args.params, "--out", str(raw), "--downloads", str(args.work / "downloads"))
@@ -97,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "gpu_run")
