@@ -9,6 +9,10 @@ OUT/params.yaml, so the run can be repeated exactly (this script with OUT/params
 `dvc exp run` with the same values). OUT also gets metrics.json (scores, training seconds, GPU),
 per_image.csv and the model.
 
+--init MODEL starts training from another run's model, of the same arch at any scale (EDSR starts
+x3 and x4 from x2). Its training time counts: metrics.json adds it, read from the metrics.json
+beside MODEL, into run.train_seconds_with_init, the number a "trained at most N minutes" claim needs.
+
 The H100 SRCNN rows of docs/RESULTS.md were made by this script's first version (commit ea7b6cb),
 whose step timing `srlab bench` has since replaced.
 """
@@ -56,14 +60,25 @@ def epochs_for(minutes: float, p, patches: Path) -> tuple[int, float]:
     return max(1, math.floor(minutes * 60 * (1 - SCORING_SHARE) / epoch_seconds)), rate
 
 
+def earlier_training(model: Path) -> float:
+    """Seconds of training behind `model`, from the metrics.json that gpu_run wrote beside it."""
+    metrics = model.parent / "metrics.json"
+    if not model.is_file() or not metrics.is_file():
+        raise SrlabError(f"--init {model}: needs a model made by gpu_run, with its metrics.json beside it")
+    run_info = json.loads(metrics.read_text())["run"]
+    return run_info.get("train_seconds_with_init", run_info["train_seconds"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("params", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--minutes", type=float, help="fit train.epochs to this much training time on this GPU")
+    parser.add_argument("--init", type=Path, help="start from this model file (another gpu_run's OUT/<model>_mse.pt)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/srlab-gpu"), help="photos, patches, checkpoints (not kept)")
     args = parser.parse_args()
     p = load_params(args.params)  # a bad params file stops before anything is written
+    init_seconds = earlier_training(args.init) if args.init else 0.0
     device = describe_device(resolve_device(p.train.device))
     args.out.mkdir(parents=True, exist_ok=True)
     raw, patches = args.work / "raw", args.work / "patches"
@@ -86,17 +101,22 @@ def main() -> None:
         print(f"{time.perf_counter() - start:7.1f}s", json.dumps({k: round(v, 5) for k, v in row.items()}), flush=True)
 
     name = f"{p.model.name}_mse"
-    job = TrainJob.for_stage("mse", p, patches, args.out / f"{name}.pt", args.work / "checkpoints" / name)
+    job = TrainJob.for_stage("mse", p, patches, args.out / f"{name}.pt", args.work / "checkpoints" / name, init_from=args.init)
     train(job, log=log)
     train_seconds = time.perf_counter() - start
     summary, table = evaluate(p, raw / "test", {name: job.model_out}, args.work / "sr")
     summary["run"] = {"train_seconds": round(train_seconds, 1), "epochs": p.train.epochs, "device": device,
                       "torch": torch.__version__, "params": p.to_dict()}
+    if args.init:
+        summary["run"] |= {"init": str(args.init), "train_seconds_with_init": round(train_seconds + init_seconds, 1)}
     write_json(args.out / "metrics.json", summary)
     table.to_csv(args.out / "per_image.csv", index=False)
     for set_name in p.eval.sets:
         print(set_name, json.dumps(summary[set_name]), flush=True)
     print(f"trained {train_seconds:.0f} s ({train_seconds / 60:.1f} min), {p.train.epochs} epochs", flush=True)
+    if args.init:
+        total = train_seconds + init_seconds
+        print(f"with the training of {args.init}: {total:.0f} s ({total / 60:.1f} min)", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,18 +32,43 @@ def test_every_gpu_recipe_is_valid_params():
         assert p.data.hr_size % p.data.scale == 0, path.name
 
 
-def test_gpu_run_fits_epochs_to_the_budget_and_scores_the_model(tmp_path, mirror):
-    """bench/gpu_run.py on CPU with tiny sizes: the same steps the GPU run takes, end to end."""
-    recipe = yaml.safe_load((REPO / "bench" / "gpu_edsr_x2.yaml").read_text())
-    recipe["data"].update(train_source="sample", train_dir="", hr_size=32, patches_per_image=4)
+def _shrunk_recipe(tmp_path, name: str, scale: int, hr_size: int):
+    """An EDSR GPU recipe shrunk to seconds of CPU: SRCNN, tiny patches, Set5 only."""
+    recipe = yaml.safe_load((REPO / "bench" / f"gpu_edsr_x{scale}.yaml").read_text())
+    recipe["data"].update(train_source="sample", train_dir="", hr_size=hr_size, patches_per_image=4)
     recipe["model"]["name"] = "srcnn"  # EDSR on Set5 is minutes of CPU; the script does not care which model
     recipe["train"].update(device="cpu", batch_size=8, warmup_steps=2)
     recipe["eval"].update(sets=["Set5"], self_ensemble=False)
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    subprocess.run([sys.executable, "bench/gpu_run.py", str(tmp_path / "recipe.yaml"), str(tmp_path / "out"),
-                    "--minutes", "0.02", "--work", str(tmp_path / "work")], cwd=REPO, check=True,
+    (tmp_path / name).write_text(yaml.safe_dump(recipe))
+    return tmp_path / name
+
+
+def _gpu_run(tmp_path, recipe, out: str, *args: str, mirror):
+    subprocess.run([sys.executable, "bench/gpu_run.py", str(recipe), str(tmp_path / out), "--minutes", "0.02",
+                    "--work", str(tmp_path / f"work_{out}"), *args], cwd=REPO, check=True,
                    env={**os.environ, "SRLAB_DATA_MIRROR": str(mirror)})
-    used = yaml.safe_load((tmp_path / "out" / "params.yaml").read_text())
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    return json.loads((tmp_path / out / "metrics.json").read_text())
+
+
+def test_gpu_run_fits_epochs_to_the_budget_and_scores_the_model(tmp_path, mirror):
+    """bench/gpu_run.py on CPU with tiny sizes: the same steps the GPU run takes, end to end, then
+    an x3 run started from the x2 model, whose training time includes the x2 run's."""
+    metrics = _gpu_run(tmp_path, _shrunk_recipe(tmp_path, "x2.yaml", 2, 32), "x2", mirror=mirror)
+    used = yaml.safe_load((tmp_path / "x2" / "params.yaml").read_text())
     assert used["train"]["epochs"] >= 1 and metrics["run"]["epochs"] == used["train"]["epochs"]
     assert set(metrics["Set5"]) == {"bicubic", "srcnn_mse"} and metrics["run"]["device"].startswith("cpu")
+
+    x3 = _gpu_run(tmp_path, _shrunk_recipe(tmp_path, "x3.yaml", 3, 30), "x3", "--init", str(tmp_path / "x2" / "srcnn_mse.pt"), mirror=mirror)
+    assert x3["run"]["init"].endswith("srcnn_mse.pt") and x3["Set5"]["srcnn_mse"]["psnr"] > 0
+    total = x3["run"]["train_seconds"] + metrics["run"]["train_seconds"]
+    assert abs(x3["run"]["train_seconds_with_init"] - total) <= 0.1
+
+
+def test_gpu_run_init_without_its_metrics_is_one_line_and_writes_nothing(tmp_path, mirror):
+    (tmp_path / "loose.pt").write_bytes(b"not a gpu_run model")
+    done = subprocess.run([sys.executable, "bench/gpu_run.py", str(_shrunk_recipe(tmp_path, "x3.yaml", 3, 30)), str(tmp_path / "out"),
+                           "--init", str(tmp_path / "loose.pt")], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "SRLAB_DATA_MIRROR": str(mirror)})
+    assert done.returncode != 0 and not (tmp_path / "out").exists()
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "loose.pt: needs a model made by gpu_run, with its metrics.json beside it" in lines[0]

@@ -314,8 +314,10 @@ def test_a_cosine_run_interrupted_resumes_exactly_and_is_not_extended(tmp_path, 
 
 def test_each_stage_derives_its_loss_terms_epochs_and_start(tmp_path):
     p = parse_params({"train": {"epochs": 7, "perceptual_epochs": 2}, "loss": {"l1_weight": 0.5, "vgg_weight": 0.3}})
-    mse = TrainJob.for_stage("mse", p, tmp_path, tmp_path / "m.pt", tmp_path / "c", init_from=tmp_path / "x.pt")
+    mse = TrainJob.for_stage("mse", p, tmp_path, tmp_path / "m.pt", tmp_path / "c")
     assert (mse.name, mse.epochs, mse.init_from) == ("srcnn_mse", 7, None)
+    warm = TrainJob.for_stage("mse", p, tmp_path, tmp_path / "m.pt", tmp_path / "c", init_from=tmp_path / "x.pt")
+    assert warm.init_from == tmp_path / "x.pt"  # srlab train --init: a warm start
     assert mse.weights == {"mse": 1.0, "l1": 0.5, "ssim": 0.0}
     perceptual = TrainJob.for_stage("perceptual", p, tmp_path, tmp_path / "p.pt", tmp_path / "c", init_from=tmp_path / "m.pt")
     assert (perceptual.epochs, perceptual.init_from, perceptual.weights["perceptual"]) == (2, tmp_path / "m.pt", 0.3)
@@ -351,3 +353,60 @@ def test_patches_go_to_the_device_only_within_their_share_of_free_memory(monkeyp
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (8 * 2**30, 80 * 2**30))
     assert training.fits_on_device(4 * 2**30, torch.device("cuda"))
     assert not training.fits_on_device(4 * 2**30 + 1, torch.device("cuda"))
+
+
+def _edsr_file(path, scale: int):
+    from srlab.models import build_model
+    from srlab.params import ModelParams
+
+    torch.manual_seed(scale)
+    model = build_model(ModelParams(name="edsr"), scale)
+    checkpoint.save(path, {"model": model.state_dict(), "meta": {"arch": "edsr", "scale": scale, "upsample": "bicubic", "residual": True}})
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("scale", [3, 4])
+def test_an_x2_model_starts_another_scale_with_all_but_its_upsampler(tmp_path, scale):
+    from srlab.models import build_model
+    from srlab.params import ModelParams
+
+    x2 = _edsr_file(tmp_path / "x2.pt", 2)
+    model = build_model(ModelParams(name="edsr"), scale)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = checkpoint.initialise_from(model, tmp_path / "x2.pt", "edsr", scale)
+    after = model.state_dict()
+    assert fresh and all(k.startswith("tail.0.") for k in fresh)  # the pixel-shuffle convolutions
+    for key in after:
+        expected = before[key] if key in fresh else x2[key]
+        assert torch.equal(after[key], expected), key
+    assert not any(k.startswith(("head", "body")) for k in fresh)
+
+
+def test_a_model_starts_from_its_own_scale_entirely_and_not_from_another_arch(tmp_path):
+    from srlab.models import build_model
+    from srlab.params import ModelParams
+
+    x2 = _edsr_file(tmp_path / "x2.pt", 2)
+    model = build_model(ModelParams(name="edsr"), 2)
+    assert checkpoint.initialise_from(model, tmp_path / "x2.pt", "edsr", 2) == []
+    assert all(torch.equal(v, x2[k]) for k, v in model.state_dict().items())
+    with pytest.raises(SrlabError, match="x2.pt: holds edsr weights, which cannot start a srcnn model"):
+        checkpoint.initialise_from(build_model(ModelParams(), 2), tmp_path / "x2.pt", "srcnn", 2)
+
+
+def test_cli_train_init_warm_starts_an_x3_run_from_an_x2_model(tmp_path, photo, rng, capsys):
+    folder = tmp_path / "x3"
+    save_pairs(folder, "train", crop_pairs(photo, 3, 24, 16, Degradation("bicubic"), rng))
+    save_pairs(folder, "val", crop_pairs(photo, 3, 24, 8, Degradation("bicubic"), rng))
+    x2 = _edsr_file(tmp_path / "x2.pt", 2)
+    edsr_x3 = ["--set", "model.name=edsr", "--set", "data.scale=3", "--set", "data.hr_size=24", "--patches", folder]
+    params = _params_file(tmp_path, epochs=1, lr=1e-9)  # the weights stay (within 1e-6) where they started
+    _cli("train", "--params", params, *edsr_x3, "--init", tmp_path / "x2.pt", "--out", tmp_path / "warm")
+    assert "tensors made for another scale start fresh (tail.0.0.bias, tail.0.0.weight)" in capsys.readouterr().out
+    warm = _weights(tmp_path / "warm/model.pt")
+    for key in ("head.weight", "body.0.body.0.weight", "tail.1.weight"):  # a fresh init differs by ~1e-2
+        assert torch.allclose(warm[key], x2[key], atol=1e-6), key
+    with pytest.raises(SystemExit):  # another arch: one line naming the file
+        _cli("train", "--params", params, *edsr_x3[2:], "--init", tmp_path / "x2.pt", "--out", tmp_path / "bad")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "x2.pt: holds edsr weights, which cannot start a srcnn model" in err[0]

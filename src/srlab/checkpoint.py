@@ -51,3 +51,22 @@ def load_model(path: Path, scale: int | None = None) -> tuple[nn.Module, dict]:
     except RuntimeError as exc:
         raise SrlabError(f"{path}: weights do not fit {meta['arch']} ({str(exc).splitlines()[0]})") from None
     return model.eval(), meta
+
+
+def initialise_from(model: nn.Module, path: Path, arch: str, scale: int) -> list[str]:
+    """Start `model` (an `arch` for x`scale`) from a model file's weights. The same arch and scale:
+    every tensor. The same arch for another scale: every tensor whose name and shape match, as EDSR
+    starts its x3 and x4 models from x2; the others (the upsampler) keep their fresh values and are
+    returned. Another arch is refused."""
+    source, meta = load_model(path)
+    if meta["arch"] != arch:
+        raise SrlabError(f"{path}: holds {meta['arch']} weights, which cannot start a {arch} model")
+    if meta["scale"] == scale:
+        model.load_state_dict(source.state_dict())
+        return []
+    weights, own = source.state_dict(), model.state_dict()
+    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise SrlabError(f"{path}: none of its x{meta['scale']} weights fit the x{scale} {arch}")
+    model.load_state_dict(fitting, strict=False)
+    return sorted(set(own) - set(fitting))

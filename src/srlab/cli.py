@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter, e.g. model.name=edsr")
     tr.add_argument("--stage", choices=("mse", "perceptual"), default="mse", help="pixel terms only, or all loss terms")
     tr.add_argument("--patches", type=Path, default=Path("data/patches"), help="prepared patches (dvc repro prepare)")
-    tr.add_argument("--init", type=Path, help="model file to fine-tune from (the perceptual stage)")
+    tr.add_argument("--init", type=Path, help="model file to start from: the MSE model to fine-tune (perceptual stage), "
+                    "or a model of the same arch at any scale, e.g. x2 to start x3 (mse stage)")
     tr.add_argument("--out", type=Path, help="run folder (default runs/<model>_<stage>)")
     tr.set_defaults(func=train_command)
 

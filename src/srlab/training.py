@@ -55,11 +55,11 @@ class TrainJob:
     @classmethod
     def for_stage(cls, stage: str, params: Params, patches: Path, model_out: Path, checkpoint_dir: Path,
                   live: Path | None = None, init_from: Path | None = None, name: str | None = None) -> TrainJob:
-        """A pipeline stage's job. `mse`: train.epochs on the pixel terms of the loss. `perceptual`:
-        train.perceptual_epochs on every term, starting from `init_from` unless train.perceptual_init
-        is scratch."""
+        """A pipeline stage's job. `mse`: train.epochs on the pixel terms of the loss, from scratch
+        or, given `init_from`, from that model (of any scale). `perceptual`: train.perceptual_epochs
+        on every term, starting from `init_from` unless train.perceptual_init is scratch."""
         if stage == "mse":
-            weights, epochs, init_from = params.loss.pixel_weights(), params.train.epochs, None
+            weights, epochs = params.loss.pixel_weights(), params.train.epochs
         elif stage == "perceptual":
             weights, epochs = params.loss.all_weights(), params.train.perceptual_epochs
             init_from = init_from if params.train.perceptual_init == "mse" else None
@@ -116,8 +116,10 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
 
     model = build_model(p.model, p.data.scale).to(device, memory_format=layout)
     if job.init_from is not None:
-        start_model, _ = checkpoint.load_model(job.init_from, p.data.scale)
-        model.load_state_dict(start_model.state_dict())
+        fresh = checkpoint.initialise_from(model, job.init_from, p.model.name, p.data.scale)
+        if fresh and ranks.main:
+            print(f"{job.name}: started from {job.init_from}; {len(fresh)} tensors made for another scale start fresh "
+                  f"({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})")
     perceptual = build_perceptual(p.loss.vgg_init, p.seed, p.loss.vgg_layers).to(device, memory_format=layout)
     adversarial = job.weights.get("adversarial", 0) > 0
     if adversarial and ranks.world > 1:  # the discriminator would need its own DDP wrapper and BN syncing
