@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 from conftest import REPO
 
@@ -13,14 +14,27 @@ from srlab.params import load_params
 
 
 def test_bench_smoke_runs_on_cpu_and_reports_every_number(tmp_path, capsys):
-    main(["bench", "--smoke", "--workers", "2", "--set", "train.device=cpu", "--json", str(tmp_path / "bench.json")])
+    main(["bench", "--smoke", "--workers", "2", "--set", "train.device=cpu", "--json", str(tmp_path / "bench.json"),
+          "--profile", str(tmp_path / "profile.txt")])
     printed = capsys.readouterr().out
-    for label in ("(a) training loop", "(b) on-device ceiling", "(c) seeds-style PIL loader", "a/b =", "peak memory", "MP/s"):
+    for label in ("(a) training loop", "(b) on-device ceiling", "(c) seeds-style PIL loader", "a/b =", "TFLOP/s", "peak memory", "MP/s"):
         assert label in printed
     numbers = json.loads((tmp_path / "bench.json").read_text())
-    for key in ("a_loop", "b_ceiling", "c_seeds_loader", "a_over_b", "a_over_c", "super_resolve_mpix_per_s", "peak_rss_gib"):
+    for key in ("a_loop", "b_ceiling", "c_seeds_loader", "a_over_b", "a_over_c", "a_tflops", "b_tflops",
+                "super_resolve_mpix_per_s", "peak_rss_gib"):
         assert numbers[key] > 0, key
     assert numbers["precision"] == "fp32" and numbers["device"].startswith("cpu")
+    table = (tmp_path / "profile.txt").read_text()
+    assert "Self CPU" in table and "aten::convolution" in table and "aten::index" in table  # the model, and the batch gather
+
+
+def test_training_flops_are_three_forward_passes_at_the_patch_size():
+    from srlab.bench import training_flops_per_image
+    from srlab.params import parse_params
+
+    p = parse_params({"data": {"hr_size": 64}})  # SRCNN 9-5-5 on a pre-upsampled input, 3 channels
+    forward = 2 * (3 * 9 * 9 * 64 + 64 * 5 * 5 * 32 + 32 * 5 * 5 * 3)  # per output pixel, padded "same"
+    assert training_flops_per_image(p) == pytest.approx(3 * forward * 64 * 64)
 
 
 def test_every_gpu_recipe_is_valid_params():

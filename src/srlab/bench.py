@@ -5,11 +5,15 @@ All in one process and one run, so the ratios compare like with like:
   (b) the same model, loss, precision and batch on one batch already on the device: the ceiling;
   (c) the same step fed by a DataLoader like the seeds' (PIL decode, random crop, bicubic down and
       up, ToTensor, 4 workers);
-plus peak memory and super-resolve throughput on a 1920x1080 input.
+plus the compute rate those images/s mean, peak memory and super-resolve throughput on a
+1920x1080 input. With a profile file, (a) runs once more and its second epoch runs under
+torch.profiler; the operator table (by self device time on a GPU, self CPU time otherwise) is
+written there: what the loop spends its time on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import tempfile
@@ -24,7 +28,8 @@ from srlab.data.patches import PatchPairs, save_pairs
 from srlab.device import describe_device, resolve_device
 from srlab.inference import CHANNELS_LAST, super_resolve
 from srlab.losses import SRLoss, build_terms
-from srlab.models import build_model
+from srlab.fileio import write_text
+from srlab.models import build_model, flops_per_output_pixel
 from srlab.params import Params, apply_overrides, parse_params
 from srlab.training import TrainJob, autocast_for, optimisation_step, train, uses_bf16
 
@@ -107,7 +112,31 @@ def ceiling_rate(net, objective, p: Params, device, layout, steps: int, warmup: 
     return step_rate(net, objective, iter(lambda: fixed, None), steps, warmup, p, device, layout)
 
 
-def run(overrides: list[str], smoke: bool, workers: int = 4) -> dict:
+def training_flops_per_image(p: Params) -> float:
+    """FLOPs of one training image: the forward convolutions at the HR patch size, times 3 for the
+    backward pass (gradients of inputs and of weights), the usual estimate."""
+    return 3 * flops_per_output_pixel(build_model(p.model, p.data.scale)) * p.data.hr_size**2
+
+
+def profile_loop(job: TrainJob, device: torch.device, out: Path) -> None:
+    """The real training loop's second epoch (its steps, its scoring and the checkpoints before it)
+    under torch.profiler, so that set-up is left out; the operator table goes to `out`."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    prof = torch.profiler.profile(activities=activities)
+
+    def log(row):  # called at the end of each epoch
+        _sync(device)
+        prof.start() if row["epoch"] == 1 else prof.stop()
+
+    folder = job.checkpoint_dir.parent / "profiled"
+    train(dataclasses.replace(job, epochs=2, model_out=folder / "model.pt", checkpoint_dir=folder / "ckpt"), log=log)
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    write_text(out, prof.key_averages().table(sort_by=sort_by, row_limit=30) + "\n")
+
+
+def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | None = None) -> dict:
     size = SMOKE if smoke else FULL
     defaults = {"train": {"batch_size": size["batch"], "epochs": size["epochs"]}, "data": {"hr_size": size["hr_size"]}}
     p = parse_params(apply_overrides(defaults, overrides), source="srlab bench --set")
@@ -134,6 +163,9 @@ def run(overrides: list[str], smoke: bool, workers: int = 4) -> dict:
         train(job, log=lambda row: (_sync(device), ends.append(time.perf_counter())))
         steps_per_epoch = n // batch
         result["a_loop"] = (len(ends) - 1) * steps_per_epoch * batch / (ends[-1] - ends[0])
+        if profile:
+            profile_loop(job, device, profile)
+            result["profile"] = str(profile)
 
         # (b) the ceiling: one batch already on the device, converted and laid out
         model, net, objective = step_under_test(p, device, layout)
@@ -148,6 +180,8 @@ def run(overrides: list[str], smoke: bool, workers: int = 4) -> dict:
 
     result["a_over_b"] = result["a_loop"] / result["b_ceiling"]
     result["a_over_c"] = result["a_loop"] / result["c_seeds_loader"]
+    flops = training_flops_per_image(p)
+    result["a_tflops"], result["b_tflops"] = (result[k] * flops / 1e12 for k in ("a_loop", "b_ceiling"))
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     else:
@@ -173,11 +207,15 @@ def report(result: dict) -> str:
              f"  (a) training loop, end to end  {result['a_loop']:10.1f} img/s",
              f"  (b) on-device ceiling          {result['b_ceiling']:10.1f} img/s",
              f"  (c) seeds-style PIL loader     {result['c_seeds_loader']:10.1f} img/s",
-             f"  a/b = {result['a_over_b']:.2f}   a/c = {result['a_over_c']:.2f}"]
+             f"  a/b = {result['a_over_b']:.2f}   a/c = {result['a_over_c']:.2f}",
+             f"  compute: (a) {result['a_tflops']:.3g} TFLOP/s, (b) {result['b_tflops']:.3g} TFLOP/s "
+             "(3 x forward convolution FLOPs per image)"]
     memory = result.get("peak_memory_gib")
     lines.append(f"  peak memory {memory:.2f} GiB (CUDA allocated)" if memory is not None
                  else f"  peak memory {result['peak_rss_gib']:.2f} GiB (process RSS)")
     lines.append(f"  super-resolve {result['super_resolve_input']} -> x{result['scale']}: {result['super_resolve_mpix_per_s']:.2f} MP/s")
+    if "profile" in result:
+        lines.append(f"  operator table of one epoch of (a), profiled: {result['profile']}")
     return "\n".join(lines)
 
 

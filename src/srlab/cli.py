@@ -134,7 +134,7 @@ def bench_command(args) -> None:
     from srlab.bench import report, run, to_json
     from srlab.fileio import write_text
 
-    result = run(args.set, smoke=args.smoke, workers=args.workers)
+    result = run(args.set, smoke=args.smoke, workers=args.workers, profile=args.profile)
     print(report(result))
     if args.json:
         write_text(args.json, to_json(result) + "\n")
@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     bn.add_argument("--smoke", action="store_true", help="small sizes: a check that it runs (CI, CPU)")
     bn.add_argument("--workers", type=int, default=4, help="DataLoader workers of the seeds-style loader (c)")
     bn.add_argument("--json", type=Path, help="also write the numbers to this file")
+    bn.add_argument("--profile", type=Path, help="profile an epoch of (a) and write torch.profiler's operator table here")
     bn.set_defaults(func=bench_command)
 
     args = parser.parse_args(argv)
