@@ -86,3 +86,19 @@ def test_gpu_run_init_without_its_metrics_is_one_line_and_writes_nothing(tmp_pat
     assert done.returncode != 0 and not (tmp_path / "out").exists()
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "loose.pt: needs a model made by gpu_run, with its metrics.json beside it" in lines[0]
+
+
+def test_gpu_session_script_parses_names_existing_recipes_and_refuses_an_unknown_part(tmp_path):
+    """The script runs only on the GPU machine; here: its syntax, the recipes it names, its usage line."""
+    import re
+
+    script = REPO / "bench" / "gpu_session.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    recipes = set(re.findall(r"bench/gpu_edsr_x\$?\w+\.yaml", script.read_text()))
+    named = {r.replace("$scale", s) for r in recipes for s in ("3", "4")} if recipes else set()
+    assert named == {"bench/gpu_edsr_x2.yaml", "bench/gpu_edsr_x3.yaml", "bench/gpu_edsr_x4.yaml"}
+    assert all((REPO / r).is_file() for r in named)
+    done = subprocess.run(["bash", str(script), "x5"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OUT": str(tmp_path)})
+    assert done.returncode == 2 and done.stderr.strip() == "usage: bash bench/gpu_session.sh speed|x2|x3x4 (got 'x5')"
+    assert not list(tmp_path.iterdir())  # nothing written
