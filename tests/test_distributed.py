@@ -62,3 +62,44 @@ def test_two_gloo_processes_match_one_process(tmp_path, patches):
         torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5)
     assert a["meta"]["history"][-1]["val/psnr"] == pytest.approx(b["meta"]["history"][-1]["val/psnr"], abs=1e-3)
     assert not list((tmp_path / "two" / "ckpt").glob(".*.tmp"))  # no half-written file from either rank
+
+
+_SRGAN_DRIVER = """
+import os, sys
+from pathlib import Path
+import torch
+import srlab.training
+from srlab.params import parse_params
+from srlab.training import TrainJob, train
+
+made = []
+build = srlab.training.build_discriminator
+srlab.training.build_discriminator = lambda: made.append(build()) or made[-1]  # keep this rank's discriminator
+
+patches, run = Path(sys.argv[1]), Path(sys.argv[2])
+p = parse_params({"model": {"name": "srresnet"}, "loss": {"adversarial_weight": 1e-3},
+                  "train": {"batch_size": 8, "device": "cpu", "perceptual_epochs": 1}})
+job = TrainJob(name="g", params=p, weights=p.loss.all_weights(), epochs=1, patches=patches, stage="perceptual",
+               model_out=run / "model.pt", checkpoint_dir=run / "ckpt")
+train(job)
+run.mkdir(parents=True, exist_ok=True)  # rank 1 may get here first
+torch.save(made[0].state_dict(), run / f"discriminator_rank{os.environ.get('RANK', '0')}.pt")
+"""
+
+
+def test_srgan_under_torchrun_keeps_one_discriminator_across_ranks(tmp_path, patches):
+    """Each rank's discriminator sees only its half of the batch; with its gradients averaged the
+    two stay the same network, step after step (without, they would drift apart at the first)."""
+    driver = tmp_path / "srgan.py"
+    driver.write_text(_SRGAN_DRIVER)
+    two = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                      str(driver), str(patches), str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    start = torch.nn.Module.state_dict(__import__("srlab.models", fromlist=["x"]).build_discriminator())
+    d0, d1 = (torch.load(tmp_path / "two" / f"discriminator_rank{r}.pt") for r in (0, 1))
+    weights = [k for k in d0 if k.endswith(("weight", "bias"))]
+    for key in weights:
+        assert torch.equal(d0[key], d1[key]), key
+    assert any(not torch.equal(d0[k], start[k]) for k in weights)  # it did train
+    state = checkpoint.load(tmp_path / "two" / "ckpt" / "last.pt")
+    assert "discriminator" in state and "train/objective_l_adversarial" in state["meta"]["history"][0]

@@ -30,6 +30,19 @@ class Ranks:
         dist.all_reduce(stacked)
         return dict(zip(values, stacked / self.world))
 
+    def average_gradients(self, module: torch.nn.Module) -> None:
+        """Average `module`'s gradients across ranks in one all-reduce, as DDP does for the model it
+        wraps: for a second network trained beside it (SRGAN's discriminator), whose forward runs
+        more than once per backward and inside the generator's loss, where a DDP wrapper would not do."""
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if self.world == 1 or not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        for grad, averaged in zip(grads, flat.split([g.numel() for g in grads])):
+            grad.copy_(averaged.view_as(grad))
+
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0

@@ -122,8 +122,6 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
                   f"({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})")
     perceptual = build_perceptual(p.loss.vgg_init, p.seed, p.loss.vgg_layers).to(device, memory_format=layout)
     adversarial = job.weights.get("adversarial", 0) > 0
-    if adversarial and ranks.world > 1:  # the discriminator would need its own DDP wrapper and BN syncing
-        raise SrlabError("loss.adversarial_weight: SRGAN training runs in one process only; start it without torchrun")
     discriminator = build_discriminator().to(device, memory_format=layout) if adversarial else None
     objective = SRLoss(build_terms(p.loss, job.weights, p.seed, perceptual, discriminator), job.weights).to(device)
     scored = {"train": _Scored(train_probe, perceptual, layout), "val": _Scored(val_probe, perceptual, layout)}
@@ -182,6 +180,7 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
                 with autocast:
                     d_loss = discriminator_loss(discriminator, hr, sr.float())
                 d_loss.backward()
+                ranks.average_gradients(discriminator)  # under torchrun; the generator's are averaged by DDP
                 optimizer_d.step()
             for name, value in [("loss", loss), *terms.items()]:
                 running[name] += value.detach()
