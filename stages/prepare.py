@@ -12,9 +12,6 @@ def main():
     args = stage_paths("raw", "out", "report")
     p = load_params(args.params)
     d = p.data
-    if d.hr_size % d.scale:
-        raise SrlabError(f"data.hr_size: {d.hr_size} is not a multiple of data.scale ({d.scale})")
-
     degradation = Degradation(d.degradation, d.blur_sigma)
     report = {"scale": d.scale, "hr_size": d.hr_size, "lr_size": d.hr_size // d.scale, "degradation": d.degradation}
     if d.degradation in ("gaussian", "mixed"):

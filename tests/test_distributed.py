@@ -15,8 +15,8 @@ from pathlib import Path
 from srlab.params import parse_params
 from srlab.training import TrainJob, train
 
-patches, run = Path(sys.argv[1]), Path(sys.argv[2])
-p = parse_params({"train": {"batch_size": 8, "device": "cpu", "epochs": 2}})
+patches, run, crop = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+p = parse_params({"data": {"hr_size": 16}, "train": {"batch_size": 8, "device": "cpu", "epochs": 2, "crop_size": crop}})
 job = TrainJob(name="t", params=p, weights={"mse": 1.0, "perceptual": 0.5}, epochs=2, patches=patches,
                model_out=run / "model.pt", checkpoint_dir=run / "ckpt")
 train(job)
@@ -46,14 +46,15 @@ def _run_group(cmd: list[str]) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def test_two_gloo_processes_match_one_process(tmp_path, patches):
+@pytest.mark.parametrize("crop", [0, 8], ids=["whole-patches", "random-crops"])
+def test_two_gloo_processes_match_one_process(tmp_path, patches, crop):
     driver = tmp_path / "driver.py"
     driver.write_text(_DRIVER)
-    one = subprocess.run([sys.executable, str(driver), str(patches), str(tmp_path / "one")],
+    one = subprocess.run([sys.executable, str(driver), str(patches), str(tmp_path / "one"), str(crop)],
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
     two = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                      str(driver), str(patches), str(tmp_path / "two")])
+                      str(driver), str(patches), str(tmp_path / "two"), str(crop)])
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = (checkpoint.load(tmp_path / run / "model.pt") for run in ("one", "two"))
     # the same batches and flips, gradients averaged over two half-batches instead of one full one:

@@ -46,6 +46,9 @@ def test_the_interface_key_loss_vgg_weight_exists():
         ({"loss": {"mse_weight": 0}}, "loss: mse_weight, l1_weight and ssim_weight are all 0; train_mse needs at least one above 0"),
         ({"eval": {"vgg_layers": {"relu2_2": 0}}}, "eval.vgg_layers: every layer weight is 0"),
         ({"train": {"lr_schedule": "step"}}, "train.lr_schedule: 'step' is not one of constant, cosine"),
+        ({"data": {"scale": 3}}, "data: hr_size: 64 is not a multiple of scale (3)"),
+        ({"train": {"crop_size": 33}}, "train.crop_size: 33 must be a multiple of data.scale (2) and at most data.hr_size (64), or 0"),
+        ({"train": {"crop_size": 96}}, "train.crop_size: 96 must be a multiple of data.scale (2) and at most data.hr_size (64), or 0"),
     ],
 )
 def test_bad_parameters_name_the_key_the_value_and_what_is_allowed(raw, message):

@@ -410,3 +410,37 @@ def test_cli_train_init_warm_starts_an_x3_run_from_an_x2_model(tmp_path, photo, 
         _cli("train", "--params", params, *edsr_x3[2:], "--init", tmp_path / "x2.pt", "--out", tmp_path / "bad")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "x2.pt: holds edsr weights, which cannot start a srcnn model" in err[0]
+
+
+def test_random_crops_cut_each_pair_at_one_aligned_corner():
+    from srlab.training import augment, crop_at, draw_corners
+
+    generator = torch.Generator().manual_seed(0)
+    hr = torch.randint(0, 256, (6, 3, 24, 24), dtype=torch.uint8)
+    lr = hr[..., ::3, ::3].clone()  # a pair whose LR pixel (i, j) is HR pixel (3i, 3j)
+    corners = draw_corners(6, 24, 12, 3, generator)
+    assert corners.min() >= 0 and corners.max() <= (24 - 12) // 3 and len(set(map(tuple, corners.T.tolist()))) > 1
+    cropped = crop_at(hr, corners * 3, 12)
+    for n, (y, x) in enumerate(corners.T.tolist()):
+        assert torch.equal(cropped[n], hr[n, :, 3 * y : 3 * y + 12, 3 * x : 3 * x + 12])
+    no_flips = torch.zeros(3, 6, dtype=torch.bool)
+    lr_out, hr_out = augment(lr, hr, no_flips, corners, 12, 3, torch.contiguous_format)
+    assert lr_out.shape == (6, 3, 4, 4) and hr_out.shape == (6, 3, 12, 12)
+    assert torch.equal(lr_out, hr_out[..., ::3, ::3])  # still a pair
+
+
+def test_training_on_random_crops_is_seeded_and_differs_from_whole_patches(tmp_path, patches):
+    a = train(_job(tmp_path, patches, "a", epochs=1, crop_size=8))
+    b = train(_job(tmp_path, patches, "b", epochs=1, crop_size=8))
+    whole = train(_job(tmp_path, patches, "whole", epochs=1))
+    assert a["history"] == b["history"] and a["history"] != whole["history"]
+    for key, value in _weights(tmp_path / "a" / "model.pt").items():
+        assert torch.equal(value, _weights(tmp_path / "b" / "model.pt")[key])
+
+
+def test_a_crop_larger_than_the_prepared_patches_is_one_line(tmp_path, patches):
+    p = parse_params({"data": {"hr_size": 32}, "train": {"batch_size": 8, "device": "cpu", "epochs": 1, "crop_size": 24}})
+    job = TrainJob.for_stage("mse", p, patches, tmp_path / "m.pt", tmp_path / "c")
+    with pytest.raises(SrlabError, match="train.crop_size: 24 is larger than the 16 px patches in"):
+        train(job)
+    assert not (tmp_path / "c").exists()

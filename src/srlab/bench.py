@@ -107,15 +107,16 @@ def step_under_test(p: Params, device, layout):
 
 def ceiling_rate(net, objective, p: Params, device, layout, steps: int, warmup: int) -> float:
     """(b): images/s of the step on one batch of the run's shape already on the device."""
-    batch, hr_size, lr_size = p.train.batch_size, p.data.hr_size, p.data.hr_size // p.data.scale
+    batch, hr_size = p.train.batch_size, p.trained_size()
+    lr_size = hr_size // p.data.scale
     fixed = (torch.rand(batch, 3, lr_size, lr_size, device=device), torch.rand(batch, 3, hr_size, hr_size, device=device))
     return step_rate(net, objective, iter(lambda: fixed, None), steps, warmup, p, device, layout)
 
 
 def training_flops_per_image(p: Params) -> float:
-    """FLOPs of one training image: the forward convolutions at the HR patch size, times 3 for the
+    """FLOPs of one training image: the forward convolutions at the trained HR size, times 3 for the
     backward pass (gradients of inputs and of weights), the usual estimate."""
-    return 3 * flops_per_output_pixel(build_model(p.model, p.data.scale)) * p.data.hr_size**2
+    return 3 * flops_per_output_pixel(build_model(p.model, p.data.scale)) * p.trained_size()**2
 
 
 def profile_loop(job: TrainJob, device: torch.device, out: Path) -> None:
@@ -146,7 +147,7 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
     rng = np.random.default_rng(0)
     result = {"device": describe_device(device), "torch": torch.__version__, "model": p.model.name, "scale": scale,
               "hr_size": hr_size, "batch": batch, "precision": "bf16" if uses_bf16(p.train.precision, device) else "fp32",
-              "compile": p.train.compile}
+              "compile": p.train.compile, "crop_size": p.train.crop_size}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -174,7 +175,7 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
 
         # (c) the seeds' way: decode and resize JPEGs in worker processes every step
         photos = _photos(tmp, size["photos"], size["photo_size"], rng)
-        loader = torch.utils.data.DataLoader(SeedsStyleDataset(photos, hr_size, scale, (steps + 5) * batch), batch_size=batch,
+        loader = torch.utils.data.DataLoader(SeedsStyleDataset(photos, p.trained_size(), scale, (steps + 5) * batch), batch_size=batch,
                                              num_workers=workers, pin_memory=device.type == "cuda", shuffle=False)
         result["c_seeds_loader"] = step_rate(net, objective, iter(loader), steps, 2, p, device, layout)
 
@@ -202,7 +203,8 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
 
 
 def report(result: dict) -> str:
-    lines = [f"srlab bench: {result['model']} x{result['scale']}, {result['hr_size']} px HR patches, batch {result['batch']}, "
+    crop = f" cropped to {result['crop_size']} px" if result["crop_size"] else ""
+    lines = [f"srlab bench: {result['model']} x{result['scale']}, {result['hr_size']} px HR patches{crop}, batch {result['batch']}, "
              f"{result['precision']}{', compiled' if result['compile'] else ''}, on {result['device']} (torch {result['torch']})",
              f"  (a) training loop, end to end  {result['a_loop']:10.1f} img/s",
              f"  (b) on-device ceiling          {result['b_ceiling']:10.1f} img/s",

@@ -43,6 +43,9 @@ class DataParams:
     degradation: str = field(default="bicubic", **_rule(choices=TRAIN_DEGRADATIONS))
     blur_sigma: float = field(default=1.0, **_rule(min_exclusive=0.0))  # of the gaussian degradation
 
+    def problem(self) -> str | None:
+        return f"hr_size: {self.hr_size} is not a multiple of scale ({self.scale})" if self.hr_size % self.scale else None
+
 
 @dataclass(frozen=True)
 class ModelParams:
@@ -63,6 +66,7 @@ class TrainParams:
     device: str = field(default="auto", **_rule(choices=DEVICES))
     precision: str = field(default="auto", **_rule(choices=("auto", "fp32", "bf16")))  # auto: bf16 on CUDA that has it
     compile: bool = False  # torch.compile the model (minutes of compiling; pays off on long GPU runs)
+    crop_size: int = field(default=0, **_rule(min=0))  # HR side of a random crop of each patch, drawn every step; 0: whole patches
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,17 @@ class Params:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def problem(self) -> str | None:
+        crop, data = self.train.crop_size, self.data
+        if crop and (crop % data.scale or crop > data.hr_size):
+            return (f"train.crop_size: {crop} must be a multiple of data.scale ({data.scale}) "
+                    f"and at most data.hr_size ({data.hr_size}), or 0")
+        return None
+
+    def trained_size(self) -> int:
+        """The HR side of what the model trains on: the crop, or the whole prepared patch."""
+        return self.train.crop_size or self.data.hr_size
+
 
 def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = ()) -> Params:
     """Read, override (`key.sub=value`, value parsed as YAML) and validate the parameters."""
@@ -199,7 +214,7 @@ def _build(cls, raw: Any, prefix: str):
     section = cls(**values)
     problem = section.problem() if hasattr(section, "problem") else None  # rules across a section's keys
     if problem:
-        raise SrlabError(f"{prefix.rstrip('.')}: {problem}")
+        raise SrlabError(f"{prefix.rstrip('.')}: {problem}" if prefix else problem)
     return section
 
 

@@ -3,8 +3,8 @@
 Both pipeline models come from here: train_mse with the pixel terms of the loss, train_perceptual
 with all of them (VGG16 perceptual, VGG19 / ResNet content, adversarial), starting from the MSE
 model. The patches live on the training device (or, when they would take more than half its free
-memory, in pinned host memory) and batches are sampled and augmented on the device; losses are
-read back once per epoch, not per step.
+memory, in pinned host memory) and batches are sampled and augmented (random crops, flips,
+90-degree rotations) on the device; losses are read back once per epoch, not per step.
 """
 
 from __future__ import annotations
@@ -109,6 +109,9 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     val_set = PatchStore(load_pairs(job.patches, "val"), device)
     if p.train.batch_size > len(train_set):
         raise SrlabError(f"train.batch_size: {p.train.batch_size} is more than the {len(train_set)} training patches")
+    crop = p.train.crop_size
+    if crop > train_set.patch_size:
+        raise SrlabError(f"train.crop_size: {crop} is larger than the {train_set.patch_size} px patches in {job.patches}")
     # curves are scored on fixed, evenly spaced samples (all of val when it is small), and the
     # train sample is scored like val, so the two curves compare
     val_probe = val_set.spread(SCORED_PATCHES)
@@ -165,12 +168,13 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
         running = {name: torch.zeros((), device=device) for name in ["loss", *(f"l_{t}" for t in objective.terms)]}
         first_bad = torch.full((), -1, device=device)  # step of the first non-finite loss, read once per epoch
         for step in range(steps):
-            # every rank draws the whole batch and its flips (same generator), then takes its share,
+            # every rank draws the whole batch, its flips and crops (same generator), then takes its share,
             # so N processes see exactly the batches one process would
             idx = order[step * p.train.batch_size : (step + 1) * p.train.batch_size]
-            flips = draw_flips(len(idx), generator)
-            idx, flips = idx[ranks.rank :: ranks.world], flips[:, ranks.rank :: ranks.world].to(device)
-            lr, hr = (apply_flips(_as_float(t), flips, layout) for t in train_set.batch(idx))
+            share = slice(ranks.rank, None, ranks.world)
+            flips = draw_flips(len(idx), generator)[:, share]
+            corners = draw_corners(len(idx), train_set.patch_size, crop, p.data.scale, generator)[:, share] if crop else None
+            lr, hr = augment(*train_set.batch(idx[share]), flips, corners, crop, p.data.scale, layout)
             rate = learning_rate(p.train, epoch * steps + step, job.epochs * steps)
             for group in (*optimizer.param_groups, *(optimizer_d.param_groups if adversarial else ())):
                 group["lr"] = rate
@@ -289,6 +293,10 @@ class PatchStore:
     def __len__(self) -> int:
         return len(self.tensors[0])
 
+    @property
+    def patch_size(self) -> int:  # HR side
+        return self.tensors[1].shape[-1]
+
     def batch(self, idx: torch.Tensor) -> list[torch.Tensor]:
         """The LR and HR patches at `idx` (a CPU index tensor), on the training device."""
         if self.resident:
@@ -308,6 +316,32 @@ class PatchStore:
 
 def _as_float(batch: torch.Tensor, layout=torch.contiguous_format) -> torch.Tensor:
     return batch.float().div_(255.0).contiguous(memory_format=layout)
+
+
+def augment(lr: torch.Tensor, hr: torch.Tensor, flips: torch.Tensor, corners: torch.Tensor | None, crop: int,
+            scale: int, layout) -> list[torch.Tensor]:
+    """A uint8 batch as the model trains on it: each pair cropped at its corner (when there are
+    corners), converted to float and flipped, LR and HR alike so the pairs stay aligned."""
+    if corners is not None:
+        corners = corners.to(lr.device)
+        lr, hr = crop_at(lr, corners, crop // scale), crop_at(hr, corners * scale, crop)
+    flips = flips.to(lr.device)
+    return [apply_flips(_as_float(t), flips, layout) for t in (lr, hr)]
+
+
+def draw_corners(batch: int, patch: int, crop: int, scale: int, generator: torch.Generator) -> torch.Tensor:
+    """2 x batch top-left corners of `crop`-pixel HR crops of `patch`-pixel patches, in LR pixels
+    (so that the HR corner, `scale` times it, lands on the LR grid)."""
+    return torch.randint(0, (patch - crop) // scale + 1, (2, batch), generator=generator)
+
+
+def crop_at(x: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
+    """The `size` x `size` window of each image of `x` (N x C x H x W) whose top-left corner is
+    (corners[0, n], corners[1, n]), gathered in one indexing operation."""
+    steps = torch.arange(size, device=x.device)
+    rows, cols = corners[0, :, None] + steps, corners[1, :, None] + steps  # N x size each
+    picked = x[torch.arange(len(x), device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return picked.permute(0, 3, 1, 2)  # the indexed dims come first: N x size x size x C
 
 
 def draw_flips(batch: int, generator: torch.Generator) -> torch.Tensor:
