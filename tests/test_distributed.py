@@ -74,8 +74,15 @@ from srlab.params import parse_params
 from srlab.training import TrainJob, train
 
 made = []
-build = srlab.training.build_discriminator
-srlab.training.build_discriminator = lambda: made.append(build()) or made[-1]  # keep this rank's discriminator
+
+
+def build_and_keep(build=srlab.training.build_discriminator):  # this rank's discriminator, and its initial weights
+    discriminator = build()
+    made.append((discriminator, {k: v.clone() for k, v in discriminator.state_dict().items()}))
+    return discriminator
+
+
+srlab.training.build_discriminator = build_and_keep
 
 patches, run = Path(sys.argv[1]), Path(sys.argv[2])
 p = parse_params({"model": {"name": "srresnet"}, "loss": {"adversarial_weight": 1e-3},
@@ -84,7 +91,8 @@ job = TrainJob(name="g", params=p, weights=p.loss.all_weights(), epochs=1, patch
                model_out=run / "model.pt", checkpoint_dir=run / "ckpt")
 train(job)
 run.mkdir(parents=True, exist_ok=True)  # rank 1 may get here first
-torch.save(made[0].state_dict(), run / f"discriminator_rank{os.environ.get('RANK', '0')}.pt")
+discriminator, initial = made[0]
+torch.save({"initial": initial, "final": discriminator.state_dict()}, run / f"discriminator_rank{os.environ.get('RANK', '0')}.pt")
 """
 
 
@@ -96,11 +104,11 @@ def test_srgan_under_torchrun_keeps_one_discriminator_across_ranks(tmp_path, pat
     two = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                       str(driver), str(patches), str(tmp_path / "two")])
     assert two.returncode == 0, two.stderr[-3000:]
-    start = torch.nn.Module.state_dict(__import__("srlab.models", fromlist=["x"]).build_discriminator())
     d0, d1 = (torch.load(tmp_path / "two" / f"discriminator_rank{r}.pt") for r in (0, 1))
-    weights = [k for k in d0 if k.endswith(("weight", "bias"))]
+    weights = [k for k in d0["final"] if k.endswith(("weight", "bias"))]
     for key in weights:
-        assert torch.equal(d0[key], d1[key]), key
-    assert any(not torch.equal(d0[k], start[k]) for k in weights)  # it did train
+        assert torch.equal(d0["initial"][key], d1["initial"][key]), key  # the same start (same seed)
+        assert torch.equal(d0["final"][key], d1["final"][key]), key
+    assert all(not torch.equal(d0["final"][k], d0["initial"][k]) for k in weights)  # every layer trained
     state = checkpoint.load(tmp_path / "two" / "ckpt" / "last.pt")
     assert "discriminator" in state and "train/objective_l_adversarial" in state["meta"]["history"][0]
