@@ -3,9 +3,9 @@
 # 10-minute limit (about 25 minutes of a session's 30, start-up included):
 #
 #   bash bench/gpu_session.sh speed   # srlab bench: SRCNN 240 px batch 64 (auto twice, fp32, compiled)
-#                                     # and the EDSR recipe's shape, with two profiles (~5 min)
-#   bash bench/gpu_session.sh x2      # EDSR x2, 8 minutes of training, scored (~10 min)
-#   bash bench/gpu_session.sh x3x4    # EDSR x3 and x4 from the x2 model, 2 minutes each (~8 min)
+#                                     # and the EDSR recipe's shape twice, with two profiles (~7 min)
+#   bash bench/gpu_session.sh x2      # EDSR x2, 7.5 minutes of training, scored (~9 min)
+#   bash bench/gpu_session.sh x3x4    # EDSR x3 and x4 from the x2 model, 2.5 minutes each (~8 min)
 #
 # Run it in the repo root on the GPU machine, with ../shared/data copied to .device-data/ and
 # carried. x3x4 starts from .device-data/out_x2/, where x2's results (x2.tgz) must be unpacked
@@ -31,19 +31,22 @@ quality() { python3 bench/gpu_run.py "$@" --work "$work/scratch"; rm -rf "$work/
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
 case $part in
   speed)
-    bench --json "$work/srcnn_auto.json" --profile "$work/srcnn_auto_profile.txt"
-    bench --json "$work/srcnn_auto_again.json"  # the same run twice: the spread that any difference must beat
+    edsr=(--set model.name=edsr --set data.hr_size=96 --set train.batch_size=32)
+    bench --json "$work/srcnn_auto.json"
     bench --set train.precision=fp32 --json "$work/srcnn_fp32.json"
     bench --set train.compile=true --json "$work/srcnn_compile.json"
-    bench --set model.name=edsr --set data.hr_size=96 --set train.batch_size=32 \
-          --json "$work/edsr_x2_96px.json" --profile "$work/edsr_x2_96px_profile.txt"
+    bench "${edsr[@]}" --json "$work/edsr_x2_96px.json"
+    # last, in case the profiler cannot run on that machine: each default run again (its numbers
+    # are taken before the profiled epoch, so they give the run-to-run spread), then profiled
+    bench --json "$work/srcnn_auto_again.json" --profile "$work/srcnn_auto_profile.txt"
+    bench "${edsr[@]}" --json "$work/edsr_x2_96px_again.json" --profile "$work/edsr_x2_96px_profile.txt"
     ;;
   x2)
-    quality bench/gpu_edsr_x2.yaml "$work/out_x2" --minutes 8
+    quality bench/gpu_edsr_x2.yaml "$work/out_x2" --minutes 7.5
     ;;
   x3x4)
     for scale in 3 4; do
-      quality "bench/gpu_edsr_x$scale.yaml" "$work/out_x$scale" --init .device-data/out_x2/edsr_mse.pt --minutes 2
+      quality "bench/gpu_edsr_x$scale.yaml" "$work/out_x$scale" --init .device-data/out_x2/edsr_mse.pt --minutes 2.5
     done
     ;;
 esac
