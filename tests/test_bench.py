@@ -95,7 +95,7 @@ def test_gpu_session_script_parses_names_existing_recipes_and_refuses_an_unknown
     script = REPO / "bench" / "gpu_session.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     recipes = set(re.findall(r"bench/gpu_edsr_x\$?\w+\.yaml", script.read_text()))
-    named = {r.replace("$scale", s) for r in recipes for s in ("3", "4")} if recipes else set()
+    named = {r.replace("$scale", s) for r in recipes for s in ("3", "4")}
     assert named == {"bench/gpu_edsr_x2.yaml", "bench/gpu_edsr_x3.yaml", "bench/gpu_edsr_x4.yaml"}
     assert all((REPO / r).is_file() for r in named)
     done = subprocess.run(["bash", str(script), "x5"], cwd=REPO, capture_output=True, text=True,

@@ -26,9 +26,9 @@ from PIL import Image
 
 from srlab.data.patches import PatchPairs, save_pairs
 from srlab.device import describe_device, resolve_device
+from srlab.fileio import write_text
 from srlab.inference import CHANNELS_LAST, super_resolve
 from srlab.losses import SRLoss, build_terms
-from srlab.fileio import write_text
 from srlab.models import build_model, flops_per_output_pixel
 from srlab.params import Params, apply_overrides, parse_params
 from srlab.training import TrainJob, autocast_for, optimisation_step, train, uses_bf16
@@ -129,7 +129,10 @@ def profile_loop(job: TrainJob, device: torch.device, out: Path) -> None:
 
     def log(row):  # called at the end of each epoch
         _sync(device)
-        prof.start() if row["epoch"] == 1 else prof.stop()
+        if row["epoch"] == 1:
+            prof.start()
+        else:
+            prof.stop()
 
     folder = job.checkpoint_dir.parent / "profiled"
     train(dataclasses.replace(job, epochs=2, model_out=folder / "model.pt", checkpoint_dir=folder / "ckpt"), log=log)
