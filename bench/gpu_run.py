@@ -27,11 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
 from srlab.bench import ceiling_rate, step_under_test
+from srlab.data.store import read_index
 from srlab.device import describe_device, resolve_device
 from srlab.entry import run
 from srlab.errors import SrlabError
@@ -52,11 +52,11 @@ def stage(script: str, params: Path, *args: str) -> None:
 def epochs_for(minutes: float, p, patches: Path) -> tuple[int, float]:
     """Epochs of training that fit `minutes`, from the step rate on random batches of the run's shape."""
     device = resolve_device(p.train.device)
-    count = len(np.load(patches / "train_hr.npy", mmap_mode="r"))
+    count = min(p.train.epoch_samples or math.inf, read_index(patches)["splits"]["train"]["count"])
     _, net, objective = step_under_test(p, device, CHANNELS_LAST)
     rate = ceiling_rate(net, objective, p, device, CHANNELS_LAST, steps=100, warmup=20)
     batch = p.train.batch_size
-    epoch_seconds = (count // batch) * batch / rate
+    epoch_seconds = (int(count) // batch) * batch / rate
     return max(1, math.floor(minutes * 60 * (1 - SCORING_SHARE) / epoch_seconds)), rate
 
 

@@ -1,14 +1,13 @@
 """Stage download: the training photos (split into train / val) and the test sets, as plain files.
 
-Writes into a staging folder and swaps it in at the end, so a failed run leaves no half a dataset.
+Writes into a staging folder and swaps it in at the end, so a failed run leaves no half a dataset
+and no staging folder.
 """
-
-import shutil
 
 from srlab.backbones import backbone
 from srlab.data.sources import TEST_SETS, copy_images, mirror_dir, test_set_dir, training_split
 from srlab.entry import run, stage_paths
-from srlab.fileio import file_md5, write_json
+from srlab.fileio import file_md5, staged_folder, write_json
 from srlab.params import load_params
 
 
@@ -22,28 +21,24 @@ def main():
         if used and init == "imagenet":
             backbone(name, init, p.seed, param)
 
-    staging = args.out.with_name(args.out.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
     d = p.data
     train, val = training_split(d.train_source, d.train_dir, d.train_images, d.val_images, p.seed, args.downloads)
-    manifest = {
-        "source": d.train_source if d.train_source != "folder" else f"folder {d.train_dir}",
-        "train": copy_images(train, staging / "train", numbered=True),
-        "val": copy_images(val, staging / "val", numbered=True),
-        "test": {},
-    }
-    mirror = mirror_dir()
-    for name in p.eval.sets:
-        found = test_set_dir(name, args.downloads)
-        files = sorted(f for f in found.iterdir() if f.is_file())
-        copy_images(files, staging / "test" / name, numbered=False)
-        # the source kind, not its path: the output must hash the same on every machine
-        origin = "SRLAB_DATA_MIRROR" if mirror and mirror in found.parents else TEST_SETS[name].url
-        manifest["test"][name] = {"from": origin, "md5": {f.name: file_md5(f) for f in files}}
-    write_json(staging / "manifest.json", manifest)
-
-    shutil.rmtree(args.out, ignore_errors=True)
-    staging.replace(args.out)
+    with staged_folder(args.out) as staging:
+        manifest = {
+            "source": d.train_source if d.train_source != "folder" else f"folder {d.train_dir}",
+            "train": copy_images(train, staging / "train", numbered=True),
+            "val": copy_images(val, staging / "val", numbered=True),
+            "test": {},
+        }
+        mirror = mirror_dir()
+        for name in p.eval.sets:
+            found = test_set_dir(name, args.downloads)
+            files = sorted(f for f in found.iterdir() if f.is_file())
+            copy_images(files, staging / "test" / name, numbered=False)
+            # the source kind, not its path: the output must hash the same on every machine
+            origin = "SRLAB_DATA_MIRROR" if mirror and mirror in found.parents else TEST_SETS[name].url
+            manifest["test"][name] = {"from": origin, "md5": {f.name: file_md5(f) for f in files}}
+        write_json(staging / "manifest.json", manifest)
     print(f"download: {len(train)} train / {len(val)} val photos from {manifest['source']}; test sets {', '.join(p.eval.sets)}")
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from srlab import checkpoint
-from srlab.data.patches import Degradation, crop_pairs, save_pairs
+from srlab.data.patches import Degradation, crop_pairs
+from srlab.data.store import save_pairs
 
 _DRIVER = """
 import sys

@@ -181,7 +181,7 @@ def _serve(monkeypatch, root: Path, url: str, name: str, archive: Path) -> None:
 
 def test_voc2011_downloads_resumes_and_prepares(server, tmp_path, monkeypatch, photo):
     """VOC's trainval tar in its official layout; the transfer is cut half-way and resumed."""
-    from srlab.data.patches import Degradation, build_split
+    from srlab.data.patches import Cutting, Degradation, prepare_split
 
     root, url = server
     members = {f"TrainVal/VOCdevkit/VOC2011/JPEGImages/2008_{i:06d}.jpg": _png(photo, i, "JPEG") for i in range(6)}
@@ -200,8 +200,8 @@ def test_voc2011_downloads_resumes_and_prepares(server, tmp_path, monkeypatch, p
     assert sorted(p.name for p in extracted.iterdir()) == ["JPEGImages"]  # annotations and masks stay in the tar
     again = sources.training_split("voc2011", "", 4, 2, seed=0, downloads=tmp_path / "dl")
     assert again == (train, val) and len(RangeHandler.requests) == 2  # verified copy reused
-    pairs, used, skipped = build_split(train, 2, 32, 3, Degradation("bicubic"), 0, "train")
-    assert len(used) == 4 and not skipped and pairs.hr.shape == (12, 32, 32, 3)
+    entry, used, skipped = prepare_split(train, tmp_path / "store", "train", Cutting(2, 32, Degradation("bicubic"), count=3), 0)
+    assert len(used) == 4 and not skipped and entry["hr"]["shape"] == [12, 32, 32, 3]
 
 
 def test_div2k_keeps_its_official_split(server, tmp_path, monkeypatch, photo):

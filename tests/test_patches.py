@@ -1,54 +1,149 @@
-"""Prepared patches: aligned LR/HR pairs, stored as uint8 arrays, read back bit for bit."""
+"""Prepared pairs: aligned LR/HR crops streamed into a store that numpy alone reads back, bit for bit,
+the same whatever the number of workers; tiles that cover each photo; a full disk is one line."""
+
+import errno
+import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from srlab.data import store
 from srlab.data.degrade import downscale, mod_crop
-from srlab.data.patches import Degradation, build_split, crop_pairs, load_pairs, save_pairs
+from srlab.data.patches import Cutting, Degradation, check_room, crop_pairs, cut_pairs, prepare_split
+from srlab.errors import SrlabError
 
 
-def test_pairs_are_aligned_crops_of_the_image_and_its_degraded_copy(photo, rng):
-    pairs = crop_pairs(photo, 2, 32, 5, Degradation("bicubic"), rng)
-    assert pairs.hr.shape == (5, 32, 32, 3) and pairs.lr.shape == (5, 16, 16, 3)
-    assert pairs.hr.dtype == pairs.lr.dtype == np.uint8
-    hr_full = mod_crop(photo, 2)
-    lr_full = downscale(hr_full, 2, "bicubic")
-    for hr, lr in zip(pairs.hr, pairs.lr):
-        ys, xs = np.where((np.lib.stride_tricks.sliding_window_view(lr_full, (16, 16, 3)) == lr).all(axis=(-1, -2, -3, -4)))
-        y, x = ys[0], xs[0]
-        assert np.array_equal(hr_full[2 * y : 2 * y + 32, 2 * x : 2 * x + 32], hr)
-
-
-def test_round_trip_through_disk(tmp_path, photo, rng):
-    pairs = crop_pairs(photo, 3, 24, 4, Degradation("bilinear"), rng)
-    save_pairs(tmp_path, "train", pairs)
-    back = load_pairs(tmp_path, "train")
-    assert np.array_equal(back.hr, pairs.hr) and np.array_equal(back.lr, pairs.lr)
-
-
-def test_bad_and_small_images_are_skipped_with_reasons(tmp_path, photo):
-    Image.fromarray(photo).save(tmp_path / "good.png")
-    Image.fromarray(photo[:20, :20]).save(tmp_path / "tiny.png")
-    (tmp_path / "empty.jpg").write_bytes(b"")
-    pairs, used, skipped = build_split(sorted(tmp_path.iterdir()), 2, 32, 3, Degradation("bicubic"), 0, "test")
-    assert [u["file"] for u in used] == ["good.png"] and len(pairs.hr) == 3
-    reasons = {s["file"]: s["reason"] for s in skipped}
-    assert reasons == {"empty.jpg": "empty file", "tiny.png": "20x20 is smaller than a 32px patch"}
-
-
-def test_same_seed_same_bytes(tmp_path, photo):
-    Image.fromarray(photo).save(tmp_path / "a.png")
-    first, _, _ = build_split([tmp_path / "a.png"], 2, 32, 6, Degradation("bicubic"), 7, "test")
-    second, _, _ = build_split([tmp_path / "a.png"], 2, 32, 6, Degradation("bicubic"), 7, "test")
-    other, _, _ = build_split([tmp_path / "a.png"], 2, 32, 6, Degradation("bicubic"), 8, "test")
-    assert first.hr.tobytes() == second.hr.tobytes()
-    assert first.hr.tobytes() != other.hr.tobytes()
+def _photos(folder, photo, count=4):
+    """`count` different photos: flips and crops of the fixture photo."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        img = np.flip(photo, axis=1) if i % 2 else photo
+        paths.append(folder / f"{i:02d}.png")
+        Image.fromarray(np.ascontiguousarray(img[i:, i:])).save(paths[-1])
+    return paths
 
 
 def _locate(lr_full: np.ndarray, patch: np.ndarray) -> tuple[int, int] | None:
     windows = np.lib.stride_tricks.sliding_window_view(lr_full, patch.shape)[:, :, 0]
     ys, xs = np.where((windows == patch).all(axis=(-1, -2, -3)))
     return (ys[0], xs[0]) if len(ys) else None
+
+
+def test_pairs_are_aligned_crops_of_the_image_and_its_degraded_copy_at_their_corners(photo, rng):
+    pairs = crop_pairs(photo, 2, 32, 5, Degradation("bicubic"), rng)
+    assert pairs.hr.shape == (5, 32, 32, 3) and pairs.lr.shape == (5, 16, 16, 3) and pairs.corners.shape == (5, 2)
+    assert pairs.hr.dtype == pairs.lr.dtype == np.uint8
+    hr_full = mod_crop(photo, 2)
+    lr_full = downscale(hr_full, 2, "bicubic")
+    for hr, lr, (y, x) in zip(pairs.hr, pairs.lr, pairs.corners):
+        assert np.array_equal(hr_full[y : y + 32, x : x + 32], hr)
+        assert np.array_equal(lr_full[y // 2 : y // 2 + 16, x // 2 : x // 2 + 16], lr)
+
+
+def test_tiles_cover_every_pixel_of_the_photo_and_stay_aligned(photo):
+    cutting = Cutting(2, 40, Degradation("bicubic"), layout="tiles", step=20)
+    tiles = cut_pairs(photo, cutting, np.random.default_rng(0))
+    hr_full = mod_crop(photo, 2)  # 96 x 120
+    assert len(tiles.hr) == cutting.pairs_in(photo.shape[1], photo.shape[0]) == 4 * 5
+    covered = np.zeros(hr_full.shape[:2], bool)
+    lr_full = downscale(hr_full, 2, "bicubic")
+    for hr, lr, (y, x) in zip(tiles.hr, tiles.lr, tiles.corners):
+        assert np.array_equal(hr_full[y : y + 40, x : x + 40], hr)
+        assert np.array_equal(lr_full[y // 2 : y // 2 + 20, x // 2 : x // 2 + 20], lr)
+        covered[y : y + 40, x : x + 40] = True
+    assert covered.all()
+    assert sorted({int(y) for y in tiles.corners[:, 0]}) == [0, 20, 40, 56]  # the last row flush with the bottom edge
+
+
+def test_the_store_round_trips_through_disk_and_numpy_alone_reads_it(tmp_path, photo, rng):
+    pairs = crop_pairs(photo, 3, 24, 4, Degradation("bilinear"), rng)
+    store.save_pairs(tmp_path, "train", pairs)
+    back = store.load_pairs(tmp_path, "train")
+    mapped = store.open_pairs(tmp_path, "train")
+    for kind in ("hr", "lr", "corners"):
+        assert np.array_equal(getattr(back, kind), getattr(pairs, kind))
+        assert np.array_equal(getattr(mapped, kind), getattr(pairs, kind))
+    index = json.loads((tmp_path / "index.json").read_text())  # the documented format, without srlab
+    entry = index["splits"]["train"]
+    assert np.array_equal(np.load(tmp_path / entry["hr"]["file"], mmap_mode="r"), pairs.hr)
+    assert entry["photos"] == [{"file": "arrays", "first": 0, "count": 4}]
+
+
+def test_a_streamed_npy_file_with_many_rows_has_a_header_numpy_reads(tmp_path):
+    writer = store.NpyWriter(tmp_path / "a.npy", (2, 3), np.int32)
+    for i in range(1000):
+        writer.append(np.full((7, 2, 3), i, np.int32))
+    entry = writer.close()
+    back = np.load(tmp_path / "a.npy")
+    assert back.shape == (7000, 2, 3) and entry["shape"] == [7000, 2, 3] and back[-1, 0, 0] == 999
+    assert entry["bytes"] == (tmp_path / "a.npy").stat().st_size
+    assert len(store.npy_header((10**15, 480, 480, 3), np.uint8)) == store.HEADER_BYTES
+
+
+def test_bad_and_small_images_are_skipped_with_reasons(tmp_path, photo):
+    Image.fromarray(photo).save(tmp_path / "good.png")
+    Image.fromarray(photo[:20, :20]).save(tmp_path / "tiny.png")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    cutting = Cutting(2, 32, Degradation("bicubic"), count=3)
+    entry, used, skipped = prepare_split(sorted(tmp_path.iterdir()), tmp_path / "store", "train", cutting, 0)
+    assert [u["file"] for u in used] == ["good.png"] and entry["count"] == 3
+    assert entry["photos"] == [{"file": "good.png", "first": 0, "count": 3}]
+    reasons = {s["file"]: s["reason"] for s in skipped}
+    assert reasons == {"empty.jpg": "empty file", "tiny.png": "20x20 is smaller than a 32px patch"}
+
+
+def _store_bytes(folder):
+    return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("layout", ["patches", "tiles"])
+def test_the_store_is_byte_identical_with_one_or_two_workers_and_changes_with_the_seed(tmp_path, photo, layout):
+    paths = _photos(tmp_path / "photos", photo, count=5)
+    cutting = Cutting(2, 32, Degradation("mixed"), layout=layout, count=6, step=16)
+    stores = {}
+    for name, workers, seed in (("one", 1, 7), ("two", 2, 7), ("again", 2, 7), ("other", 1, 8)):
+        entry, used, _ = prepare_split(paths, tmp_path / name, "train", cutting, seed, workers)
+        assert len(used) == 5 and entry["count"] == sum(p["count"] for p in entry["photos"])
+        stores[name] = _store_bytes(tmp_path / name)
+    assert stores["one"] == stores["two"] == stores["again"]
+    assert stores["other"] != stores["one"]  # the mixed kernels (and the patches' positions) follow the seed
+    assert sorted(stores["one"]) == ["train_corners.npy", "train_hr.npy", "train_lr.npy"]
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path, photo, monkeypatch):
+    paths = _photos(tmp_path / "photos", photo, count=3)
+    writes = []
+
+    def write_until_full(self, rows):
+        writes.append(len(rows))
+        if len(writes) > 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_append(self, rows)
+
+    real_append = store.NpyWriter.append
+    monkeypatch.setattr(store.NpyWriter, "append", write_until_full)
+    with pytest.raises(store.DiskFull, match=r"out: the disk is full \(No space left on device\); the store needs about 0.01 GB"):
+        prepare_split(paths, tmp_path / "out", "train", Cutting(2, 32, Degradation("bicubic"), count=3), 0, needed=10**7)
+    assert list((tmp_path / "out").iterdir()) == []  # neither the arrays nor their temporary files
+
+
+def test_a_store_too_large_for_the_disk_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100, 90, 10**9))
+    check_room(tmp_path / "data" / "patches", 10**9)  # exactly fits
+    with pytest.raises(SrlabError, match=r"patches: the store needs about 2.00 GB and the disk has 1.00 GB free"):
+        check_room(tmp_path / "data" / "patches", 2 * 10**9)
+
+
+def test_an_old_or_missing_store_is_one_line_saying_what_to_run(tmp_path):
+    with pytest.raises(SrlabError, match=r"no prepared store \(index.json missing; run `dvc repro prepare` first\)"):
+        store.open_pairs(tmp_path, "train")
+    (tmp_path / "index.json").write_text('{"format": "something else"}')
+    with pytest.raises(SrlabError, match="expected 'srlab-store/1'; run `dvc repro -f prepare`"):
+        store.open_pairs(tmp_path, "train")
 
 
 def test_gaussian_blurs_before_the_bicubic_step(photo):
@@ -77,12 +172,13 @@ def test_mixed_draws_one_kernel_per_patch(photo):
     assert found == {"bicubic", "bilinear", "gaussian"}
 
 
-def test_sunhays80_prepares_to_the_same_bytes_twice(mirror):
+def test_sunhays80_prepares_to_the_same_bytes_with_one_and_two_workers(mirror, tmp_path):
     """The real training photos at the default patch settings (issue #4: byte-identical reruns)."""
     from srlab.data.images import is_image_file
 
     photos = sorted(p for p in (mirror / "SunHays80").iterdir() if is_image_file(p))
-    first, used, skipped = build_split(photos, 2, 64, 48, Degradation("mixed"), 0, "train")
-    second, _, _ = build_split(photos, 2, 64, 48, Degradation("mixed"), 0, "train")
+    cutting = Cutting(2, 64, Degradation("mixed"), count=48)
+    _, used, skipped = prepare_split(photos, tmp_path / "one", "train", cutting, 0, workers=1)
+    prepare_split(photos, tmp_path / "two", "train", cutting, 0, workers=2)
     assert len(used) == len(photos) == 80 and not skipped
-    assert first.hr.tobytes() == second.hr.tobytes() and first.lr.tobytes() == second.lr.tobytes()
+    assert _store_bytes(tmp_path / "one") == _store_bytes(tmp_path / "two")

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from srlab import checkpoint
-from srlab.data.patches import Degradation, crop_pairs, save_pairs
+from srlab.data.patches import Degradation, crop_pairs
+from srlab.data.store import save_pairs
 from srlab.errors import SrlabError
 from srlab.params import parse_params
 from srlab.training import TrainJob, train
@@ -121,8 +122,26 @@ def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint
 
 
 def test_batch_larger_than_the_data_is_a_parameter_error(tmp_path, patches):
-    with pytest.raises(SrlabError, match="train.batch_size: 64 is more than the 24 training patches"):
+    with pytest.raises(SrlabError, match="train.batch_size: 64 is more than the 24 training pairs per epoch"):
         train(_job(tmp_path, patches, "x", epochs=1, batch_size=64))
+    with pytest.raises(SrlabError, match="train.batch_size: 8 is more than the 4 training pairs per epoch"):
+        train(_job(tmp_path, patches, "x", epochs=1, epoch_samples=4))
+
+
+def test_epoch_samples_draws_a_new_random_subset_of_the_pairs_each_epoch(tmp_path, patches, monkeypatch):
+    from srlab import training
+
+    seen, batches = [], training.PatchStore.batches
+
+    def record(self, indices):
+        seen.append(torch.cat(indices).tolist())
+        return batches(self, indices)
+
+    monkeypatch.setattr(training.PatchStore, "batches", record)
+    train(_job(tmp_path, patches, "x", epochs=3, epoch_samples=16))  # of 24 pairs, batches of 8
+    assert [len(epoch) for epoch in seen] == [16, 16, 16]
+    assert all(len(set(epoch)) == 16 and set(epoch) <= set(range(24)) for epoch in seen)
+    assert len({tuple(sorted(epoch)) for epoch in seen}) == 3
 
 
 def test_model_file_loads_weights_only_and_refuses_other_scales(tmp_path, patches):
@@ -265,7 +284,7 @@ def test_cli_train_without_prepared_patches_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _cli("train", "--params", _params_file(tmp_path), "--patches", tmp_path / "none", "--out", tmp_path / "run")
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "none: no prepared train_hr.npy" in err[0] and "Traceback" not in err[0]
+    assert len(err) == 1 and "none: no prepared store (index.json missing" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "run").exists()
 
 
@@ -325,21 +344,26 @@ def test_each_stage_derives_its_loss_terms_epochs_and_start(tmp_path):
     assert TrainJob.for_stage("perceptual", scratch, tmp_path, tmp_path, tmp_path, init_from=tmp_path / "m.pt").init_from is None
 
 
-def test_truncated_patch_file_is_one_line_naming_the_folder(tmp_path, patches):
-    from srlab.data.patches import load_pairs
+def test_truncated_patch_file_is_one_line_naming_the_file(tmp_path, patches):
+    from srlab.data.store import open_pairs
 
     data = (patches / "val_hr.npy").read_bytes()
     (patches / "val_hr.npy").write_bytes(data[: len(data) // 2])
-    with pytest.raises(SrlabError, match="unreadable val patches"):
-        load_pairs(patches, "val")
+    with pytest.raises(SrlabError, match=r"val_hr.npy: unreadable \(.* bytes, .* expected\); run `dvc repro -f prepare`"):
+        open_pairs(patches, "val")
 
 
-def test_patches_kept_in_host_memory_train_exactly_as_patches_on_the_device(tmp_path, patches, monkeypatch):
+def test_batches_gathered_from_the_memory_map_train_exactly_as_pairs_held_in_memory(tmp_path, patches, monkeypatch):
     from srlab import training
 
-    train(_job(tmp_path, patches, "resident", epochs=2))
-    monkeypatch.setattr(training, "fits_on_device", lambda nbytes, device: False)  # as if the GPU were too small
-    host = train(_job(tmp_path, patches, "host", epochs=2))
+    crop = {"crop_size": 8}  # the crops and flips are drawn alike on both paths
+    releases, release = [], training.store.Pairs.release
+    monkeypatch.setattr(training, "RELEASE_EVERY", 4096)  # release the map's pages every few batches
+    monkeypatch.setattr(training.store.Pairs, "release", lambda self: (releases.append(1), release(self)))
+    host = train(_job(tmp_path, patches, "host", epochs=2, **crop))
+    assert releases  # the memory map's pages were dropped on the way, and the batches did not change
+    monkeypatch.setattr(training, "fits_on_device", lambda nbytes, device: True)  # as if held on a GPU: in memory
+    train(_job(tmp_path, patches, "resident", epochs=2, **crop))
     assert host["history"] == checkpoint.load(tmp_path / "resident" / "model.pt")["meta"]["history"]
     resident = _weights(tmp_path / "resident" / "model.pt")
     for key, value in _weights(tmp_path / "host" / "model.pt").items():
@@ -349,7 +373,7 @@ def test_patches_kept_in_host_memory_train_exactly_as_patches_on_the_device(tmp_
 def test_patches_go_to_the_device_only_within_their_share_of_free_memory(monkeypatch):
     from srlab import training
 
-    assert training.fits_on_device(10**15, torch.device("cpu"))  # host memory is the device: nothing to decide
+    assert not training.fits_on_device(1, torch.device("cpu"))  # on CPU batches come from the memory map
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (8 * 2**30, 80 * 2**30))
     assert training.fits_on_device(4 * 2**30, torch.device("cuda"))
     assert not training.fits_on_device(4 * 2**30 + 1, torch.device("cuda"))

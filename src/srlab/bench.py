@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from srlab.data.patches import PatchPairs, save_pairs
+from srlab.data.store import Pairs, save_pairs
 from srlab.device import describe_device, resolve_device
 from srlab.fileio import write_text
 from srlab.inference import CHANNELS_LAST, super_resolve
@@ -160,8 +160,9 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
         n, lr_size = size["patches"], hr_size // scale
         hr = rng.integers(0, 256, (n, hr_size, hr_size, 3), dtype=np.uint8)
         lr = rng.integers(0, 256, (n, lr_size, lr_size, 3), dtype=np.uint8)
-        save_pairs(tmp / "patches", "train", PatchPairs(hr, lr))
-        save_pairs(tmp / "patches", "val", PatchPairs(hr[:batch], lr[:batch]))
+        corners = np.zeros((n, 2), np.int32)
+        save_pairs(tmp / "patches", "train", Pairs(hr, lr, corners))
+        save_pairs(tmp / "patches", "val", Pairs(hr[:batch], lr[:batch], corners[:batch]))
         ends = []
         job = TrainJob.for_stage("mse", p, tmp / "patches", tmp / "model.pt", tmp / "ckpt", name="bench")
         train(job, log=lambda row: (_sync(device), ends.append(time.perf_counter())))

@@ -85,12 +85,12 @@ def compare(args) -> None:
 
 
 def train_command(args) -> None:
-    from srlab.data.patches import require_prepared
+    from srlab.data.store import read_index
     from srlab.params import load_params
     from srlab.training import TrainJob
 
     p = load_params(args.params, args.set)
-    require_prepared(args.patches)  # before the run folder is made
+    read_index(args.patches)  # one line before the run folder is made, when prepare has not run
     if args.stage == "perceptual" and p.train.perceptual_init == "mse" and not args.init:
         raise SrlabError("--init MODEL is needed to fine-tune (e.g. models/mse.pt), or --set train.perceptual_init=scratch")
     out = args.out or Path("runs") / f"{p.model.name}_{args.stage}"

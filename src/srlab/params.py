@@ -39,12 +39,24 @@ class DataParams:
     val_images: int = field(default=200, **_rule(min=1))
     scale: int = field(default=2, **_rule(choices=(2, 3, 4)))
     hr_size: int = field(default=64, **_rule(min=8))
-    patches_per_image: int = field(default=48, **_rule(min=1))
+    layout: str = field(default="patches", **_rule(choices=("patches", "tiles")))  # see srlab.data.patches
+    patches_per_image: int = field(default=48, **_rule(min=1))  # patches: pairs at random positions per photo
+    tile_step: int = field(default=0, **_rule(min=0))  # tiles: HR pixels between tiles; 0: half of hr_size
+    workers: int = field(default=0, **_rule(min=0))  # prepare's processes; 0: one per core (the output does not depend on it)
     degradation: str = field(default="bicubic", **_rule(choices=TRAIN_DEGRADATIONS))
     blur_sigma: float = field(default=1.0, **_rule(min_exclusive=0.0))  # of the gaussian degradation
 
     def problem(self) -> str | None:
-        return f"hr_size: {self.hr_size} is not a multiple of scale ({self.scale})" if self.hr_size % self.scale else None
+        if self.hr_size % self.scale:
+            return f"hr_size: {self.hr_size} is not a multiple of scale ({self.scale})"
+        if self.layout == "tiles" and (self.step() % self.scale or self.step() > self.hr_size or self.step() == 0):
+            return (f"tile_step: {self.step()} must be a multiple of scale ({self.scale}), above 0 and at most "
+                    f"hr_size ({self.hr_size}) so that the tiles cover each photo")
+        return None
+
+    def step(self) -> int:
+        """The tiles' stride: tile_step, or half a tile rounded down to the LR grid."""
+        return self.tile_step or self.hr_size // 2 // self.scale * self.scale
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ class TrainParams:
     precision: str = field(default="auto", **_rule(choices=("auto", "fp32", "bf16")))  # auto: bf16 on CUDA that has it
     compile: bool = False  # torch.compile the model (minutes of compiling; pays off on long GPU runs)
     crop_size: int = field(default=0, **_rule(min=0))  # HR side of a random crop of each patch, drawn every step; 0: whole patches
+    epoch_samples: int = field(default=0, **_rule(min=0))  # pairs drawn per epoch (a random subset, new each epoch); 0: all
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 Both pipeline models come from here: train_mse with the pixel terms of the loss, train_perceptual
 with all of them (VGG16 perceptual, VGG19 / ResNet content, adversarial), starting from the MSE
-model. The patches live on the training device (or, when they would take more than half its free
-memory, in pinned host memory) and batches are sampled and augmented (random crops, flips,
-90-degree rotations) on the device; losses are read back once per epoch, not per step.
+model. The prepared pairs are read memory-mapped: on a GPU where they fit they are copied to the
+device once; otherwise (and on CPU) a background thread gathers each batch from the map while the
+previous step runs, so host memory holds batches, not the store. Batches are augmented (random
+crops, flips, 90-degree rotations) on the device; losses are read back once per epoch, not per step.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -24,7 +27,7 @@ from tqdm import tqdm
 
 from srlab import __version__, checkpoint, distributed
 from srlab.backbones import describe_vgg
-from srlab.data.patches import load_pairs
+from srlab.data import store
 from srlab.device import describe_device, resolve_device, seed_everything
 from srlab.errors import SrlabError
 from srlab.fileio import file_md5
@@ -34,8 +37,10 @@ from srlab.losses.content import SSIMLoss, discriminator_loss
 from srlab.models import build_discriminator, build_model, count_parameters
 from srlab.params import Params, TrainParams
 
-SCORED_PATCHES = 1024  # bounds the cached target features (~1 GB at 240 px) on large datasets
-DEVICE_SHARE = 0.5  # of the free GPU memory that the training patches may take; beyond it they stay in host memory
+SCORED_PIXELS = 1024 * 64 * 64  # HR pixels scored per split each epoch: bounds the cached target features and the time
+DEVICE_SHARE = 0.5  # of the free GPU memory that the training pairs may take; beyond it they are gathered from the map
+PREFETCH = 2  # batches gathered ahead of the step
+RELEASE_EVERY = 256 << 20  # bytes read from the map between releases of its pages: bounds host memory
 BEST = {"psnr": "best_psnr.pt", "ssim": "best_ssim.pt"}  # kept beside last.pt, as the SRGAN note does
 
 
@@ -104,17 +109,18 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     if p.train.batch_size % ranks.world:
         raise SrlabError(f"train.batch_size: {p.train.batch_size} does not split evenly over {ranks.world} processes")
 
-    # data: uint8 patches, on the device when they fit, converted per batch
-    train_set = PatchStore(load_pairs(job.patches, "train"), device)
-    val_set = PatchStore(load_pairs(job.patches, "val"), device)
-    if p.train.batch_size > len(train_set):
-        raise SrlabError(f"train.batch_size: {p.train.batch_size} is more than the {len(train_set)} training patches")
+    # data: uint8 pairs, memory-mapped, on the device when they fit, converted per batch
+    train_set = PatchStore(store.open_pairs(job.patches, "train"), device)
+    val_set = PatchStore(store.open_pairs(job.patches, "val"), device)
+    per_epoch = min(p.train.epoch_samples or len(train_set), len(train_set))
+    if p.train.batch_size > per_epoch:
+        raise SrlabError(f"train.batch_size: {p.train.batch_size} is more than the {per_epoch} training pairs per epoch")
     crop = p.train.crop_size
     if crop > train_set.patch_size:
         raise SrlabError(f"train.crop_size: {crop} is larger than the {train_set.patch_size} px patches in {job.patches}")
     # curves are scored on fixed, evenly spaced samples (all of val when it is small), and the
     # train sample is scored like val, so the two curves compare
-    val_probe = val_set.spread(SCORED_PATCHES)
+    val_probe = val_set.spread(max(1, SCORED_PIXELS // val_set.patch_size ** 2))
     train_probe = train_set.spread(len(val_probe[0]))
 
     model = build_model(p.model, p.data.scale).to(device, memory_format=layout)
@@ -158,23 +164,23 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     log = log if ranks.main else (lambda row: None)
     for row in history:  # DVC cleared the outs before this run: replay the curves we keep
         log(row)
-    n = len(train_set)
-    steps = n // p.train.batch_size
+    steps = per_epoch // p.train.batch_size
+    share = slice(ranks.rank, None, ranks.world)
     bar = tqdm(range(start_epoch, job.epochs), desc=job.name, unit="epoch", initial=start_epoch, total=job.epochs,
                disable=None if ranks.main else True)
     for epoch in bar:
         model.train()
-        order = torch.randperm(n, generator=generator)
+        order = torch.randperm(len(train_set), generator=generator)[:per_epoch]
+        # every rank draws the whole batch, its flips and crops (same generator), then takes its share,
+        # so N processes see exactly the batches one process would
+        batches = [order[step * p.train.batch_size : (step + 1) * p.train.batch_size] for step in range(steps)]
         running = {name: torch.zeros((), device=device) for name in ["loss", *(f"l_{t}" for t in objective.terms)]}
         first_bad = torch.full((), -1, device=device)  # step of the first non-finite loss, read once per epoch
-        for step in range(steps):
-            # every rank draws the whole batch, its flips and crops (same generator), then takes its share,
-            # so N processes see exactly the batches one process would
-            idx = order[step * p.train.batch_size : (step + 1) * p.train.batch_size]
-            share = slice(ranks.rank, None, ranks.world)
-            flips = draw_flips(len(idx), generator)[:, share]
-            corners = draw_corners(len(idx), train_set.patch_size, crop, p.data.scale, generator)[:, share] if crop else None
-            lr, hr = augment(*train_set.batch(idx[share]), flips, corners, crop, p.data.scale, layout)
+        for step, pair in enumerate(train_set.batches([idx[share] for idx in batches])):
+            size = p.train.batch_size
+            flips = draw_flips(size, generator)[:, share]
+            corners = draw_corners(size, train_set.patch_size, crop, p.data.scale, generator)[:, share] if crop else None
+            lr, hr = augment(*pair, flips, corners, crop, p.data.scale, layout)
             rate = learning_rate(p.train, epoch * steps + step, job.epochs * steps)
             for group in (*optimizer.param_groups, *(optimizer_d.param_groups if adversarial else ())):
                 group["lr"] = rate
@@ -268,50 +274,92 @@ def _model_meta(job: TrainJob, model, device) -> dict:
 
 
 def fits_on_device(nbytes: int, device: torch.device) -> bool:
-    """Whether patches of `nbytes` may live on `device`: up to DEVICE_SHARE of its free memory,
+    """Whether pairs of `nbytes` may live on a CUDA `device`: up to DEVICE_SHARE of its free memory,
     leaving the rest to the model, its activations and the optimiser."""
     if device.type != "cuda":
-        return True
+        return False  # on CPU the memory map is as close as the data gets
     free, _ = torch.cuda.mem_get_info(device)
     return nbytes <= DEVICE_SHARE * free
 
 
 class PatchStore:
-    """LR and HR uint8 patches as N x 3 x H x W tensors, kept compact until a batch is drawn: on the
-    training device when they fit, otherwise in pinned host memory, from which each batch is
-    gathered and copied without making the step wait."""
+    """A split's LR and HR pairs for training, handed out as N x 3 x H x W uint8 batches on the
+    training device. On a GPU where they fit they are copied there once (`resident`); otherwise
+    each batch is gathered from the memory-mapped store (into pinned memory on CUDA), and the pages
+    read are released every RELEASE_EVERY bytes, so host memory stays bounded by the batches."""
 
-    def __init__(self, pairs, device: torch.device):
-        tensors = [torch.from_numpy(a).permute(0, 3, 1, 2).contiguous() for a in (pairs.lr, pairs.hr)]
-        self.device = device
-        self.resident = fits_on_device(sum(t.nbytes for t in tensors), device)
+    def __init__(self, pairs: store.Pairs, device: torch.device):
+        self.pairs, self.device = pairs, device
+        self.sources = [torch.from_numpy(a) for a in (pairs.lr, pairs.hr)]  # N x H x W x 3 views of the map
+        self._read = 0
+        self.resident = fits_on_device(pairs.nbytes, device)
         if self.resident:
-            self.tensors = [t.to(device) for t in tensors]
-        else:
-            self.tensors = [t.pin_memory() if device.type == "cuda" else t for t in tensors]
+            self.tensors = [self._copy_to_device(t) for t in self.sources]
 
     def __len__(self) -> int:
-        return len(self.tensors[0])
+        return len(self.sources[0])
 
     @property
     def patch_size(self) -> int:  # HR side
-        return self.tensors[1].shape[-1]
+        return self.sources[1].shape[1]
 
     def batch(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        """The LR and HR patches at `idx` (a CPU index tensor), on the training device."""
+        """The LR and HR pairs at `idx` (a CPU index tensor), on the training device."""
         if self.resident:
             idx = idx.to(self.device)
             return [t[idx] for t in self.tensors]
-        pin = self.device.type == "cuda"
-        # a fresh pinned buffer per batch: the caching host allocator will not reuse it while its copy is in flight
-        gathered = [torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=pin))
-                    for t in self.tensors]
-        return [g.to(self.device, non_blocking=True) for g in gathered]
+        return self._on_device(self._gather(idx))
+
+    def batches(self, indices: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+        """`batch(idx)` for each of `indices`, each gathered by a background thread while the
+        step before it runs (the gathering only copies: the batches are the same either way)."""
+        if self.resident:
+            yield from map(self.batch, indices)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="srlab-gather") as pool:
+            ahead = deque()
+            for idx in indices:
+                ahead.append(pool.submit(self._gather, idx))
+                if len(ahead) > PREFETCH:
+                    yield self._next(ahead)
+            while ahead:
+                yield self._next(ahead)
+
+    def _next(self, ahead: deque) -> list[torch.Tensor]:
+        # torch.profiler does not see the gathering thread; what the step loses to it shows here
+        with torch.profiler.record_function("srlab::wait_for_batch"):
+            gathered = ahead.popleft().result()
+        return self._on_device(gathered)
 
     def spread(self, count: int) -> list[torch.Tensor]:
         """`count` evenly spaced pairs (all when there are fewer), on the training device."""
         step = max(1, len(self) // count)
         return self.batch(torch.arange(0, len(self), step)[:count])
+
+    def _gather(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        # a fresh pinned buffer per batch: the caching host allocator will not reuse it while its copy is in flight
+        pin = self.device.type == "cuda"
+        out = [torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=pin))
+               for t in self.sources]
+        self._count_read(sum(t.nbytes for t in out))
+        return out
+
+    def _on_device(self, gathered: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [g.to(self.device, non_blocking=True).permute(0, 3, 1, 2).contiguous() for g in gathered]
+
+    def _copy_to_device(self, source: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        n, h, w, c = source.shape
+        out = torch.empty((n, c, h, w), dtype=source.dtype, device=self.device)
+        for i in range(0, n, chunk):
+            out[i : i + chunk] = source[i : i + chunk].to(self.device).permute(0, 3, 1, 2)
+            self._count_read(source[i : i + chunk].nbytes)
+        return out
+
+    def _count_read(self, nbytes: int) -> None:
+        self._read += nbytes
+        if self._read >= RELEASE_EVERY:
+            self.pairs.release()
+            self._read = 0
 
 
 def _as_float(batch: torch.Tensor, layout=torch.contiguous_format) -> torch.Tensor:
@@ -431,7 +479,7 @@ def _fingerprint(job: TrainJob) -> str:
         params["train"] = {k: v for k, v in params["train"].items() if k not in ("epochs", "perceptual_epochs")}
     parts = {
         "params": params, "weights": job.weights, "code": _code_digest(),
-        "data": [file_md5(job.patches / f"{s}_{k}.npy") for s in ("train", "val") for k in ("hr", "lr")],
+        "data": store.digest(job.patches),
         "init": file_md5(job.init_from) if job.init_from else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
