@@ -2,7 +2,7 @@
 report of every image. Streams photo by photo on every core; memory does not grow with the photos."""
 
 from srlab.data.images import is_image_file
-from srlab.data.patches import Cutting, Degradation, check_room, default_workers, estimate_bytes, prepare_split
+from srlab.data.patches import Cutting, Degradation, check_room, default_workers, header_pairs, prepare_split
 from srlab.data.store import gigabytes, write_index
 from srlab.entry import run, stage_paths
 from srlab.errors import SrlabError
@@ -22,13 +22,13 @@ def main():
     if d.degradation in ("gaussian", "mixed"):
         meta["blur_sigma"] = d.blur_sigma
     photos = {split: sorted(f for f in (args.raw / split).iterdir() if is_image_file(f)) for split in ("train", "val")}
-    needed = sum(estimate_bytes(paths, cutting) for paths in photos.values())
-    check_room(args.out.parent, needed)
+    counts = {split: header_pairs(paths, cutting) for split, paths in photos.items()}
+    check_room(args.out.parent, sum(map(sum, counts.values())) * cutting.row_bytes())
 
     report, splits = dict(meta), {}
     with staged_folder(args.out) as staging:
         for offset, (split, paths) in enumerate(photos.items()):
-            entry, used, skipped = prepare_split(paths, staging, split, cutting, p.seed + offset, workers, needed)
+            entry, used, skipped = prepare_split(paths, staging, split, cutting, p.seed + offset, workers, counts[split])
             report[split] = {"images": len(used), "skipped": len(skipped), "patches": entry["count"] if entry else 0,
                              "used": used, "skipped_files": skipped}
             if entry is None:

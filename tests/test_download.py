@@ -235,3 +235,55 @@ def test_offline_without_a_mirror_is_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("SRLAB_DATA_MIRROR", raising=False)
     with pytest.raises(SrlabError, match=r"cannot download .*DIV2K_train_HR.zip.*SRLAB_DATA_MIRROR"):
         sources.training_split("div2k", "", 3, 2, seed=0, downloads=tmp_path / "dl")
+
+
+def _stage(script: str, params: dict, tmp_path: Path, *args, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return subprocess.run([sys.executable, f"stages/{script}.py", "--params", str(tmp_path / "params.yaml"), *map(str, args)],
+                          cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300)
+
+
+def test_a_failed_download_stage_keeps_the_old_output_and_leaves_no_staging_folder(tmp_path, photo):
+    from PIL import Image
+
+    mirror, photos, out = tmp_path / "mirror", tmp_path / "photos", tmp_path / "raw"
+    for folder in (mirror / "Set5", photos, out):
+        folder.mkdir(parents=True)
+    Image.fromarray(photo).save(mirror / "Set5" / "baby.png")
+    (mirror / "benchmark.tar").write_bytes(b"not the archive")  # where Set14 comes from: a checksum mismatch
+    for i in range(3):
+        Image.fromarray(photo).save(photos / f"{i}.png")
+    (out / "kept.txt").write_text("the previous run")
+    params = {"data": {"train_source": "folder", "train_dir": str(photos)}, "eval": {"sets": ["Set5", "Set14"]}}
+    done = _stage("download", params, tmp_path, "--out", out, "--downloads", tmp_path / "dl",
+                  env={"SRLAB_DATA_MIRROR": str(mirror)})
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0 and "checksum mismatch" in done.stderr
+    assert (out / "kept.txt").read_text() == "the previous run"  # copied photos and Set5 went with the staging folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "params.yaml", "photos", "raw"]
+
+
+def test_a_failed_prepare_stage_keeps_the_old_store_and_leaves_no_staging_folder(tmp_path, photo):
+    from PIL import Image
+
+    raw, out = tmp_path / "raw", tmp_path / "patches"
+    for split in ("train", "val"):
+        (raw / split).mkdir(parents=True)
+    Image.fromarray(photo).save(raw / "train" / "a.png")  # train is fine, so its arrays are written first
+    Image.fromarray(photo[:10, :10]).save(raw / "val" / "tiny.png")
+    out.mkdir()
+    (out / "index.json").write_text("the previous store")
+    done = _stage("prepare", {"data": {"hr_size": 32, "patches_per_image": 4}}, tmp_path, "--raw", raw, "--out", out,
+                  "--report", tmp_path / "prepare.json")
+    assert done.returncode == 1 and "val: no usable image among 1 (reasons in" in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert [p.name for p in out.iterdir()] == ["index.json"] and (out / "index.json").read_text() == "the previous store"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "patches", "prepare.json", "raw"]
+    assert "10x10 is smaller than a 32px patch" in (tmp_path / "prepare.json").read_text()

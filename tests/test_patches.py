@@ -12,6 +12,7 @@ from srlab.data import store
 from srlab.data.degrade import downscale, mod_crop
 from srlab.data.patches import Cutting, Degradation, check_room, crop_pairs, cut_pairs, prepare_split
 from srlab.errors import SrlabError
+from srlab.fileio import file_md5
 
 
 def _photos(folder, photo, count=4):
@@ -71,15 +72,32 @@ def test_the_store_round_trips_through_disk_and_numpy_alone_reads_it(tmp_path, p
     assert entry["photos"] == [{"file": "arrays", "first": 0, "count": 4}]
 
 
-def test_a_streamed_npy_file_with_many_rows_has_a_header_numpy_reads(tmp_path):
-    writer = store.NpyWriter(tmp_path / "a.npy", (2, 3), np.int32)
-    for i in range(1000):
-        writer.append(np.full((7, 2, 3), i, np.int32))
-    entry = writer.close()
+def test_an_array_file_filled_out_of_order_and_closed_up_is_a_plain_npy_file(tmp_path):
+    f = store.ArrayFile(tmp_path / "a.npy", 9002, (2, 3), "<i4")
+    f.create()
+    for first in reversed(range(0, 9002, 7)):  # workers finish in any order
+        f.write(first, np.full((7, 2, 3), first // 7, np.int32))
+    f.move(7007, 7000, 1995)  # the rows of a photo that turned out unusable (block 1000) closed up
+    entry = f.finish(8995)
     back = np.load(tmp_path / "a.npy")
-    assert back.shape == (7000, 2, 3) and entry["shape"] == [7000, 2, 3] and back[-1, 0, 0] == 999
-    assert entry["bytes"] == (tmp_path / "a.npy").stat().st_size
+    assert back.shape == (8995, 2, 3) and entry["shape"] == [8995, 2, 3] and entry["bytes"] == (tmp_path / "a.npy").stat().st_size
+    assert back[6999, 0, 0] == 999 and back[7000, 0, 0] == 1001 and back[-1, 0, 0] == 1285
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]  # no partial file left
     assert len(store.npy_header((10**15, 480, 480, 3), np.uint8)) == store.HEADER_BYTES
+
+
+def test_an_undecodable_photo_leaves_no_gap_in_the_store(tmp_path, photo):
+    paths = _photos(tmp_path / "photos", photo, count=3)
+    data = paths[1].read_bytes()
+    paths[1].write_bytes(data[: len(data) // 3])  # a truncated PNG: its header still says 120x96
+    cutting = Cutting(2, 32, Degradation("bicubic"), count=5)
+    entry, used, skipped = prepare_split(paths, tmp_path / "store", "train", cutting, 3)
+    assert [s["file"] for s in skipped] == ["01.png"] and "cannot decode" in skipped[0]["reason"]
+    assert [(p["file"], p["first"], p["count"]) for p in entry["photos"]] == [("00.png", 0, 5), ("02.png", 5, 5)]
+    store.write_index(tmp_path / "store", {}, {"train": entry})
+    back = store.load_pairs(tmp_path / "store", "train")
+    third = cut_pairs(np.asarray(Image.open(paths[2]).convert("RGB")), cutting, np.random.default_rng([3, 2]))
+    assert len(back) == 10 and np.array_equal(back.hr[5:], third.hr) and np.array_equal(back.lr[5:], third.lr)
 
 
 def test_bad_and_small_images_are_skipped_with_reasons(tmp_path, photo):
@@ -89,7 +107,8 @@ def test_bad_and_small_images_are_skipped_with_reasons(tmp_path, photo):
     cutting = Cutting(2, 32, Degradation("bicubic"), count=3)
     entry, used, skipped = prepare_split(sorted(tmp_path.iterdir()), tmp_path / "store", "train", cutting, 0)
     assert [u["file"] for u in used] == ["good.png"] and entry["count"] == 3
-    assert entry["photos"] == [{"file": "good.png", "first": 0, "count": 3}]
+    assert [(p["file"], p["first"], p["count"]) for p in entry["photos"]] == [("good.png", 0, 3)]
+    assert entry["photos"][0]["md5"] == file_md5(tmp_path / "good.png")  # what names the photo's content in the index
     reasons = {s["file"]: s["reason"] for s in skipped}
     assert reasons == {"empty.jpg": "empty file", "tiny.png": "20x20 is smaller than a 32px patch"}
 
@@ -116,17 +135,18 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path, photo
     paths = _photos(tmp_path / "photos", photo, count=3)
     writes = []
 
-    def write_until_full(self, rows):
-        writes.append(len(rows))
+    def write_until_full(self, first, rows):
+        writes.append(first)
         if len(writes) > 4:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_append(self, rows)
+        real_write(self, first, rows)
 
-    real_append = store.NpyWriter.append
-    monkeypatch.setattr(store.NpyWriter, "append", write_until_full)
+    real_write = store.ArrayFile.write
+    monkeypatch.setattr(store.ArrayFile, "write", write_until_full)
+    cutting = Cutting(2, 64, Degradation("bicubic"), count=300)  # 3 x 300 pairs of 15,368 bytes
     with pytest.raises(store.DiskFull, match=r"out: the disk is full \(No space left on device\); the store needs about 0.01 GB"):
-        prepare_split(paths, tmp_path / "out", "train", Cutting(2, 32, Degradation("bicubic"), count=3), 0, needed=10**7)
-    assert list((tmp_path / "out").iterdir()) == []  # neither the arrays nor their temporary files
+        prepare_split(paths, tmp_path / "out", "train", cutting, 0)
+    assert list((tmp_path / "out").iterdir()) == []  # neither the arrays nor their partial files
 
 
 def test_a_store_too_large_for_the_disk_is_refused_before_anything_is_written(tmp_path, monkeypatch):

@@ -358,7 +358,6 @@ def test_batches_gathered_from_the_memory_map_train_exactly_as_pairs_held_in_mem
 
     crop = {"crop_size": 8}  # the crops and flips are drawn alike on both paths
     releases, release = [], training.store.Pairs.release
-    monkeypatch.setattr(training, "RELEASE_EVERY", 4096)  # release the map's pages every few batches
     monkeypatch.setattr(training.store.Pairs, "release", lambda self: (releases.append(1), release(self)))
     host = train(_job(tmp_path, patches, "host", epochs=2, **crop))
     assert releases  # the memory map's pages were dropped on the way, and the batches did not change

@@ -38,9 +38,9 @@ from srlab.models import build_discriminator, build_model, count_parameters
 from srlab.params import Params, TrainParams
 
 SCORED_PIXELS = 1024 * 64 * 64  # HR pixels scored per split each epoch: bounds the cached target features and the time
+SCORING_BATCH_PIXELS = 64 * 64 * 64  # HR pixels per scoring batch: bounds the VGG activations whatever the patch size
 DEVICE_SHARE = 0.5  # of the free GPU memory that the training pairs may take; beyond it they are gathered from the map
 PREFETCH = 2  # batches gathered ahead of the step
-RELEASE_EVERY = 256 << 20  # bytes read from the map between releases of its pages: bounds host memory
 BEST = {"psnr": "best_psnr.pt", "ssim": "best_ssim.pt"}  # kept beside last.pt, as the SRGAN note does
 
 
@@ -285,13 +285,12 @@ def fits_on_device(nbytes: int, device: torch.device) -> bool:
 class PatchStore:
     """A split's LR and HR pairs for training, handed out as N x 3 x H x W uint8 batches on the
     training device. On a GPU where they fit they are copied there once (`resident`); otherwise
-    each batch is gathered from the memory-mapped store (into pinned memory on CUDA), and the pages
-    read are released every RELEASE_EVERY bytes, so host memory stays bounded by the batches."""
+    each batch is gathered from the memory-mapped store (into pinned memory on CUDA) and the pages
+    it mapped are released, so host memory holds a few batches however large the store is."""
 
     def __init__(self, pairs: store.Pairs, device: torch.device):
         self.pairs, self.device = pairs, device
         self.sources = [torch.from_numpy(a) for a in (pairs.lr, pairs.hr)]  # N x H x W x 3 views of the map
-        self._read = 0
         self.resident = fits_on_device(pairs.nbytes, device)
         if self.resident:
             self.tensors = [self._copy_to_device(t) for t in self.sources]
@@ -337,11 +336,12 @@ class PatchStore:
         return self.batch(torch.arange(0, len(self), step)[:count])
 
     def _gather(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        self.pairs.will_need(idx.tolist())  # one read-ahead request per row, rather than a page fault per page
         # a fresh pinned buffer per batch: the caching host allocator will not reuse it while its copy is in flight
         pin = self.device.type == "cuda"
         out = [torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=pin))
                for t in self.sources]
-        self._count_read(sum(t.nbytes for t in out))
+        self.pairs.release()  # the kernel maps whole page-cache folios (MBs) per row read: drop them at once
         return out
 
     def _on_device(self, gathered: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -352,14 +352,8 @@ class PatchStore:
         out = torch.empty((n, c, h, w), dtype=source.dtype, device=self.device)
         for i in range(0, n, chunk):
             out[i : i + chunk] = source[i : i + chunk].to(self.device).permute(0, 3, 1, 2)
-            self._count_read(source[i : i + chunk].nbytes)
-        return out
-
-    def _count_read(self, nbytes: int) -> None:
-        self._read += nbytes
-        if self._read >= RELEASE_EVERY:
             self.pairs.release()
-            self._read = 0
+        return out
 
 
 def _as_float(batch: torch.Tensor, layout=torch.contiguous_format) -> torch.Tensor:
@@ -409,8 +403,9 @@ class _Scored:
     """A fixed set of patches scored every epoch on both loss terms, whatever the training weight,
     so the MSE and perceptual runs share curves. Target features never change: computed once."""
 
-    def __init__(self, pairs, perceptual, layout, batch: int = 64):
+    def __init__(self, pairs, perceptual, layout):
         self.perceptual, self.layout = perceptual, layout
+        batch = max(1, SCORING_BATCH_PIXELS // pairs[1].shape[-1] ** 2)
         self.ssim = SSIMLoss().to(pairs[0].device)
         self.batches = []
         with torch.no_grad():

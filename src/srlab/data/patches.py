@@ -7,9 +7,9 @@ Two layouts (`data.layout`), one store format:
   draws a fresh random crop of `train.crop_size` from a tile every step.
 
 Each photo is cut with its own random generator (seeded by the seed and its place in the sorted
-list), so the store is byte-identical whatever the number of workers and whatever order they
-finish in. Photos are decoded and cut in a pool of processes and written in order by this one,
-with a bounded number in flight: memory holds a few photos, never the collection.
+list) and written by the process that cut it into rows reserved for it from the photos' headers,
+so the store is byte-identical whatever the number of workers and whatever order they finish in,
+and memory holds one photo per worker, never the collection.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
-from collections import deque
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +27,9 @@ from tqdm import tqdm
 
 from srlab.data.degrade import KERNELS, downscale, mod_crop
 from srlab.data.images import UnusableImage, load_rgb
-from srlab.data.store import Pairs, SplitWriter, gigabytes, raise_if_disk_full
+from srlab.data.store import Pairs, SplitFiles, gigabytes, raise_if_disk_full
 from srlab.errors import SrlabError
-
-IN_FLIGHT_PER_WORKER = 2  # photos decoded ahead of the writer, per worker: bounds prepare's memory
+from srlab.fileio import file_md5
 
 
 @dataclass(frozen=True)
@@ -100,74 +99,75 @@ def _grid(length: int, size: int, step: int) -> list[int]:
     return corners
 
 
-def _cut_one(task: tuple) -> tuple[dict, Pairs | None]:
-    """A worker's job: decode, check and cut one photo. Returns its report entry and its pairs."""
-    index, path, cutting, seed = task
+def _cut_one(task: tuple) -> tuple[dict, dict | None]:
+    """A worker's job: decode, check and cut one photo, and write its pairs at the rows reserved for
+    it. Returns its report entry and, when it was used, its place in the store."""
+    index, path, cutting, seed, files, first, reserved = task
     try:
         img, note = load_rgb(path)
         if min(img.shape[:2]) < cutting.hr_size:
             raise UnusableImage(f"{img.shape[1]}x{img.shape[0]} is smaller than a {cutting.hr_size}px patch")
+        if cutting.pairs_in(img.shape[1], img.shape[0]) != reserved:  # a header that lied about the size
+            raise UnusableImage(f"decoded as {img.shape[1]}x{img.shape[0]}, not the size its header gives")
     except UnusableImage as exc:
         return {"file": path.name, "reason": str(exc)}, None
     pairs = cut_pairs(img, cutting, np.random.default_rng([seed, index]))
-    return {"file": path.name, "size": [img.shape[1], img.shape[0]], "converted": note}, pairs
+    files.write(first, pairs)
+    return ({"file": path.name, "size": [img.shape[1], img.shape[0]], "converted": note},
+            {"file": path.name, "first": first, "count": len(pairs), "md5": file_md5(path)})
 
 
-def cut_photos(paths: list[Path], cutting: Cutting, seed: int, workers: int = 1):
-    """(report entry, pairs or None) for each photo, in order, cut by `workers` processes with at
-    most IN_FLIGHT_PER_WORKER photos each waiting to be consumed."""
-    tasks = [(i, path, cutting, seed) for i, path in enumerate(paths)]
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(_cut_one, tasks)
-        return
-    # fork is cheap and needs no re-import; the parent holds no threads or torch state here
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pending = deque()
-        for task in tasks:
-            pending.append(pool.apply_async(_cut_one, (task,)))
-            if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-
-def estimate_bytes(paths: list[Path], cutting: Cutting) -> int:
-    """The store's size from the photos' headers alone (no decoding): what the disk must hold."""
-    total = 0
+def header_pairs(paths: list[Path], cutting: Cutting) -> list[int]:
+    """How many pairs each photo will give, from its header alone (no decoding): the rows reserved
+    for it. 0 for a file that is not an image; the worker then says why."""
+    counts = []
     for path in paths:
         try:
-            with Image.open(path) as im:
-                total += cutting.pairs_in(*im.size)
-        except Exception:  # unreadable: prepare will skip it and say why
-            continue
-    return total * cutting.row_bytes()
+            with warnings.catch_warnings(), Image.open(path) as im:
+                warnings.simplefilter("ignore")  # a decompression bomb: the worker refuses it and says so
+                counts.append(cutting.pairs_in(*im.size))  # EXIF rotation swaps the sides: same count
+        except Exception:
+            counts.append(0)
+    return counts
 
 
 def prepare_split(paths: list[Path], folder: Path, split: str, cutting: Cutting, seed: int, workers: int = 1,
-                  needed: int = 0) -> tuple[dict | None, list[dict], list[dict]]:
-    """Stream every usable photo's pairs into `folder`'s {split}_*.npy; returns the split's index
-    entry (None when no photo was usable) and the report entries of the photos used and skipped."""
-    writer = SplitWriter(folder, split, cutting.hr_size, cutting.scale)
-    used, skipped = [], []
+                  counts: list[int] | None = None) -> tuple[dict | None, list[dict], list[dict]]:
+    """Cut every usable photo's pairs into `folder`'s {split}_*.npy with `workers` processes; returns
+    the split's index entry (None when no photo was usable) and the report entries of the photos
+    used and skipped. `counts`: the pairs reserved per photo (header_pairs, when already read)."""
+    counts = header_pairs(paths, cutting) if counts is None else counts
+    firsts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    files = SplitFiles.create(folder, split, cutting.hr_size, cutting.scale, firsts[-1])
+    tasks = [(i, path, cutting, seed, files, firsts[i], counts[i]) for i, path in enumerate(paths)]
+    used, skipped, placed = [], [], []
     try:
-        for entry, pairs in tqdm(cut_photos(paths, cutting, seed, workers), total=len(paths), desc=split, unit="img",
-                                 disable=None):
-            if pairs is None:
-                skipped.append(entry)
-                continue
-            writer.add(entry["file"], pairs.hr, pairs.lr, pairs.corners)
-            used.append(entry)
+        for report, place in tqdm(_in_workers(_cut_one, tasks, workers), total=len(tasks), desc=split, unit="img",
+                                  disable=None):
+            (used if place else skipped).append(report)
+            if place:
+                placed.append(place)
         if not used:
-            writer.abort()
+            files.abort()
             return None, used, skipped
-        return writer.close(), used, skipped
+        return files.finish(placed), used, skipped
     except OSError as exc:
-        writer.abort()
-        raise_if_disk_full(exc, folder, needed)
+        files.abort()
+        raise_if_disk_full(exc, folder, sum(counts) * cutting.row_bytes())
         raise
     except BaseException:
-        writer.abort()
+        files.abort()
         raise
+
+
+def _in_workers(fn, tasks: list, workers: int):
+    """fn(task) for each task, in order: in a pool of `workers` processes (fork: cheap, and the
+    parent holds no threads or torch state here), or in this process for one worker or one task."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(fn, tasks)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(fn, tasks, chunksize=1)
 
 
 def check_room(folder: Path, needed: int) -> None:

@@ -5,11 +5,12 @@ A folder holds, per split (train, val):
     {split}_hr.npy       N x H x W x 3 uint8, the HR side of each pair
     {split}_lr.npy       N x H/s x W/s x 3 uint8, its degraded LR side
     {split}_corners.npy  N x 2 int32, each pair's top-left corner (row, column) in its HR photo
-    index.json           the layout, sizes, and which rows came from which photo
+    index.json           the layout and sizes, and per photo: its rows (first, count) and its md5
 
-numpy alone reads it (`np.load(..., mmap_mode="r")`, `json.load`). Arrays are written row by row
-as photos are cut, so writing them takes memory for one photo, not for the collection; they are
-read memory-mapped, so training takes memory for its batches, not for the store.
+numpy alone reads it (`np.load(..., mmap_mode="r")`, `json.load`). Each photo's rows have a
+place reserved in advance (from the photos' headers), so the processes that cut photos write them
+straight into the files, in any order, and the files come out the same whatever the number of
+processes; memory holds one photo per process. Training maps the files and reads only its batches.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import errno
 import hashlib
 import json
 import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,50 +34,11 @@ KINDS = ("hr", "lr", "corners")
 HEADER_BYTES = 128  # a .npy version 1.0 header, padded to a fixed size so it can be written last
 _MAGIC = b"\x93NUMPY\x01\x00"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+MOVE_CHUNK = 64 << 20  # bytes per read when rows close up behind a skipped photo
 
 
 class DiskFull(SrlabError):
     """The disk (or quota) ran out while writing the store."""
-
-
-class NpyWriter:
-    """Append rows of one shape and dtype to a .npy file whose row count is known only at the end.
-
-    The header is reserved first and written when the file is closed; the file appears under its
-    name only then (atomically), and only if every write succeeded. Keeps an md5 of the rows.
-    """
-
-    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype):
-        self.path, self.row_shape, self.dtype = Path(path), tuple(row_shape), np.dtype(dtype)
-        self.rows, self.md5 = 0, hashlib.md5()
-        self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
-        self._file = open(self._tmp, "wb")
-        self._file.write(b"\0" * HEADER_BYTES)
-
-    def append(self, rows: np.ndarray) -> None:
-        rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        if rows.shape[1:] != self.row_shape:
-            raise ValueError(f"{self.path.name}: rows of shape {rows.shape[1:]}, expected {self.row_shape}")
-        data = rows.tobytes()
-        self._file.write(data)
-        self.md5.update(data)
-        self.rows += len(rows)
-
-    def close(self) -> dict:
-        """Finish the file; returns its index entry (file name, shape, dtype, md5 of the rows)."""
-        self._file.seek(0)
-        self._file.write(npy_header((self.rows, *self.row_shape), self.dtype))
-        self._file.close()
-        self._atomic.__exit__(None, None, None)
-        shape = (self.rows, *self.row_shape)
-        return {"file": self.path.name, "shape": list(shape), "dtype": self.dtype.str, "md5": self.md5.hexdigest(),
-                "bytes": HEADER_BYTES + int(np.prod(shape)) * self.dtype.itemsize}
-
-    def abort(self) -> None:
-        """Drop the half-written file (nothing appears under the final name)."""
-        self._file.close()
-        self._atomic.__exit__(OSError, OSError("aborted"), None)
 
 
 def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
@@ -88,18 +51,125 @@ def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     return _MAGIC + len(body).to_bytes(2, "little") + body.encode("latin1")
 
 
+@dataclass(frozen=True)
+class ArrayFile:
+    """A .npy file being written: room for `capacity` rows, filled at any row by any process
+    (plain positioned writes, so it pickles to a worker), finished with its real row count. It
+    appears under its name only when finished; until then it is a hidden partial file."""
+
+    path: Path
+    capacity: int
+    row_shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def partial(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.partial")
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.row_shape)) * np.dtype(self.dtype).itemsize
+
+    def create(self) -> None:
+        with open(self.partial, "wb") as f:
+            f.truncate(HEADER_BYTES + self.capacity * self.row_bytes)  # sparse: the disk fills as rows arrive
+
+    def write(self, first: int, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.row_shape or first + len(rows) > self.capacity:
+            raise ValueError(f"{self.path.name}: rows {first}..{first + len(rows)} of shape {rows.shape[1:]} do not fit")
+        # through a shared mapping, not write(): writes to one file take its inode lock in turn,
+        # page faults in separate processes do not, so the workers copy in parallel
+        target = np.memmap(self.partial, self.dtype, "r+", HEADER_BYTES + first * self.row_bytes, rows.shape)
+        target[:] = rows
+        del target  # unmapped: the pages stay in the page cache, dirty, until finish() syncs the file
+
+    def move(self, source: int, dest: int, count: int) -> None:
+        """Rows source.. to dest.. (dest < source), front to back, so overlapping ranges are safe."""
+        with open(self.partial, "r+b") as f:
+            step = max(1, MOVE_CHUNK // self.row_bytes)
+            for done in range(0, count, step):
+                n = min(step, count - done)
+                f.seek(HEADER_BYTES + (source + done) * self.row_bytes)
+                data = f.read(n * self.row_bytes)
+                f.seek(HEADER_BYTES + (dest + done) * self.row_bytes)
+                f.write(data)
+
+    def finish(self, rows: int) -> dict:
+        """Write the header for `rows` rows, cut the file there, sync it and give it its name."""
+        size = HEADER_BYTES + rows * self.row_bytes
+        with open(self.partial, "r+b") as f:
+            f.write(npy_header((rows, *self.row_shape), self.dtype))
+            f.truncate(size)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(self.partial, self.path)
+        return {"file": self.path.name, "shape": [rows, *self.row_shape], "dtype": np.dtype(self.dtype).str, "bytes": size}
+
+    def abort(self) -> None:
+        self.partial.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """One split's three arrays, with room for `capacity` pairs."""
+
+    hr: ArrayFile
+    lr: ArrayFile
+    corners: ArrayFile
+
+    @classmethod
+    def create(cls, folder: Path, split: str, hr_size: int, scale: int, capacity: int) -> SplitFiles:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        lr_size = hr_size // scale
+        files = cls(ArrayFile(folder / f"{split}_hr.npy", capacity, (hr_size, hr_size, 3), "|u1"),
+                    ArrayFile(folder / f"{split}_lr.npy", capacity, (lr_size, lr_size, 3), "|u1"),
+                    ArrayFile(folder / f"{split}_corners.npy", capacity, (2,), "<i4"))
+        for f in files.each():
+            f.create()
+        return files
+
+    def each(self) -> tuple[ArrayFile, ...]:
+        return self.hr, self.lr, self.corners
+
+    def write(self, first: int, pairs: Pairs) -> None:
+        for f, rows in zip(self.each(), (pairs.hr, pairs.lr, pairs.corners)):
+            f.write(first, rows)
+
+    def finish(self, photos: list[dict]) -> dict:
+        """Close up the rows of skipped photos' reserved places, then finish each file. `photos`:
+        the photos used, in order, each with the `first` row reserved for it and its `count`;
+        returns the split's index entry, with each photo's final `first`."""
+        placed, row = [], 0
+        for photo in photos:
+            if photo["first"] != row:
+                for f in self.each():
+                    f.move(photo["first"], row, photo["count"])
+            placed.append({**photo, "first": row})
+            row += photo["count"]
+        entry = {"count": row}
+        for kind, f in zip(KINDS, self.each()):
+            entry[kind] = f.finish(row)
+        return {**entry, "photos": placed}
+
+    def abort(self) -> None:
+        for f in self.each():
+            f.abort()
+
+
 @dataclass
 class Pairs:
     """LR/HR pairs as NHWC uint8 arrays and their corners: in memory, or one split of a store,
-    memory-mapped. The mappings are copy-on-write, so the arrays can back torch tensors without a copy; nothing
-    ever writes to them. `release()` drops the pages read so far from this process's memory (they
-    stay in the OS page cache), which keeps the resident size bounded over an epoch.
-    """
+    memory-mapped. The mappings are copy-on-write, so the arrays can back torch tensors without a
+    copy; nothing ever writes to them. They are marked for random access, so the OS maps only what
+    is read; `will_need(rows)` asks it to read rows ahead, and `release()` drops the pages read so
+    far from this process's memory (they stay in the OS page cache): resident size stays bounded."""
 
     hr: np.ndarray
     lr: np.ndarray
     corners: np.ndarray
-    _maps: tuple[mmap.mmap, ...] = ()
+    _maps: tuple[tuple[mmap.mmap, int, int], ...] = ()  # (map, offset of row 0, bytes per row) of hr and lr
 
     def __len__(self) -> int:
         return len(self.hr)
@@ -108,8 +178,15 @@ class Pairs:
     def nbytes(self) -> int:
         return self.hr.nbytes + self.lr.nbytes
 
+    def will_need(self, rows) -> None:
+        for m, offset, row_bytes in self._maps:
+            for row in rows:
+                start = offset + int(row) * row_bytes
+                page = start - start % mmap.PAGESIZE
+                m.madvise(mmap.MADV_WILLNEED, page, start + row_bytes - page)
+
     def release(self) -> None:
-        for m in self._maps:
+        for m, _, _ in self._maps:
             m.madvise(mmap.MADV_DONTNEED)
 
 
@@ -135,61 +212,38 @@ def open_pairs(folder: Path, split: str) -> Pairs:
         raise SrlabError(f"{folder}: no {split} split in {INDEX}; run `dvc repro -f prepare`")
     arrays, maps = {}, []
     for kind in KINDS:
-        arrays[kind], m = _map_npy(folder / entry[kind]["file"], entry[kind]["shape"])
-        maps.append(m)
-    return Pairs(arrays["hr"], arrays["lr"], arrays["corners"], tuple(m for m in maps if m is not None))
+        arrays[kind], mapped = _map_npy(folder / entry[kind]["file"], entry[kind]["shape"])
+        if mapped is not None and kind != "corners":
+            maps.append(mapped)
+    return Pairs(arrays["hr"], arrays["lr"], arrays["corners"], tuple(maps))
 
 
-def _map_npy(path: Path, shape: list[int]) -> tuple[np.ndarray, mmap.mmap | None]:
+def _map_npy(path: Path, shape: list[int]) -> tuple[np.ndarray, tuple | None]:
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            header = np.lib.format.read_array_header_1_0(f) if version == (1, 0) else np.lib.format.read_array_header_2_0(f)
-            offset = f.tell()
-            found, fortran, dtype = header
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            found, fortran, dtype = read_header(f)
+            offset, count = f.tell(), int(np.prod(found))
             if list(found) != list(shape) or fortran:
                 raise ValueError(f"shape {list(found)}, the index says {shape}")
-            size = offset + int(np.prod(found)) * dtype.itemsize
+            size = offset + count * dtype.itemsize
             if path.stat().st_size < size:
                 raise ValueError(f"{path.stat().st_size} bytes, {size} expected")
-            if np.prod(found) == 0:
+            if count == 0:
                 return np.zeros(found, dtype), None
             m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
     except (OSError, ValueError) as exc:  # missing, truncated, or not an array
         raise SrlabError(f"{path}: unreadable ({exc}); run `dvc repro -f prepare`") from None
-    return np.frombuffer(m, dtype, count=int(np.prod(found)), offset=offset).reshape(found), m
+    m.madvise(mmap.MADV_RANDOM)  # no read-ahead around each row: the process maps what it reads
+    row_bytes = count // found[0] * dtype.itemsize
+    return np.frombuffer(m, dtype, count=count, offset=offset).reshape(found), (m, offset, row_bytes)
 
 
 def load_pairs(folder: Path, split: str) -> Pairs:
     """A split read whole into memory (small stores, tests); training maps it instead."""
     mapped = open_pairs(folder, split)
     return Pairs(np.array(mapped.hr), np.array(mapped.lr), np.array(mapped.corners))
-
-
-class SplitWriter:
-    """Writes one split's three arrays photo by photo and remembers which rows each photo gave."""
-
-    def __init__(self, folder: Path, split: str, hr_size: int, scale: int):
-        lr_size = hr_size // scale
-        self.split, self.photos = split, []
-        self.writers = {
-            "hr": NpyWriter(folder / f"{split}_hr.npy", (hr_size, hr_size, 3), np.uint8),
-            "lr": NpyWriter(folder / f"{split}_lr.npy", (lr_size, lr_size, 3), np.uint8),
-            "corners": NpyWriter(folder / f"{split}_corners.npy", (2,), np.int32),
-        }
-
-    def add(self, photo: str, hr: np.ndarray, lr: np.ndarray, corners: np.ndarray) -> None:
-        self.photos.append({"file": photo, "first": self.writers["hr"].rows, "count": len(hr)})
-        for kind, rows in (("hr", hr), ("lr", lr), ("corners", corners)):
-            self.writers[kind].append(rows)
-
-    def close(self) -> dict:
-        entry = {kind: w.close() for kind, w in self.writers.items()}
-        return {"count": entry["hr"]["shape"][0], **entry, "photos": self.photos}
-
-    def abort(self) -> None:
-        for w in self.writers.values():
-            w.abort()
 
 
 def write_index(folder: Path, meta: dict, splits: dict) -> None:
@@ -202,17 +256,19 @@ def save_pairs(folder: Path, split: str, pairs: Pairs, meta: dict | None = None)
     tests and benchmarks."""
     folder = Path(folder)
     scale = pairs.hr.shape[1] // pairs.lr.shape[1]
-    writer = SplitWriter(folder, split, pairs.hr.shape[1], scale)
-    writer.add("arrays", pairs.hr, pairs.lr, pairs.corners)
+    files = SplitFiles.create(folder, split, pairs.hr.shape[1], scale, len(pairs))
+    files.write(0, pairs)
+    entry = files.finish([{"file": "arrays", "first": 0, "count": len(pairs)}])
     index = read_index(folder) if (folder / INDEX).is_file() else {"layout": "patches", "scale": scale,
                                                                   "hr_size": pairs.hr.shape[1], **(meta or {})}
     splits = index.pop("splits", {})
     index.pop("format", None)
-    write_index(folder, index, {**splits, split: writer.close()})
+    write_index(folder, index, {**splits, split: entry})
 
 
 def digest(folder: Path) -> str:
-    """What identifies a store's content: its index, which holds the md5 of every array's rows."""
+    """What identifies a store's content: its index, which names every photo with its md5 and rows
+    (the pairs are a function of those, the params and the code)."""
     return hashlib.md5((Path(folder) / INDEX).read_bytes()).hexdigest()
 
 
