@@ -7,7 +7,8 @@ resizes), and optionally DIV2K-shaped ones (2040x1356 PNG), in WORK. Then, for e
 size, runs the real prepare stage with 1 and with 2 workers and one short training epoch on the
 store, each as its own process, and prints a table: wall time, peak RSS of the process and its
 workers together (sampled every 50 ms; shared pages counted once per process, so an upper bound),
-the store's size on disk and whether 1 and 2 workers wrote the same bytes. Settings: the
+the store's size on disk and whether 1 and 2 workers wrote the same bytes (md5 of every file).
+`--stores /dev/shm/...` puts the stores in memory, to see the CPU's share when the disk is the limit. Settings: the
 assignment note's (x2, 240 px HR, 48 patches per photo, 5:1 train:val); the DIV2K shape at the
 SRGAN note's x4 and 128 px. Training: SRCNN on CPU, 256 random 48 px crops, batch 16, one epoch.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +28,8 @@ import numpy as np
 import psutil
 import yaml
 from PIL import Image
+
+from srlab.fileio import file_md5
 
 REPO = Path(__file__).resolve().parents[1]
 VOC = {"data.scale": 2, "data.hr_size": 240, "data.patches_per_image": 48, "data.layout": "patches"}
@@ -82,7 +87,9 @@ def params_file(path: Path, overrides: dict) -> Path:
 
 
 def measure(cmd: list[str]) -> dict:
-    """Wall time and the peak of the summed RSS of the process and its descendants."""
+    """Wall time and the peak of the summed RSS of the process and its descendants. Dirty pages of
+    earlier steps are written out first, so a run does not pay for the one before it."""
+    os.sync()
     start, peak = time.perf_counter(), 0
     proc = psutil.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     while proc.poll() is None:
@@ -98,33 +105,34 @@ def measure(cmd: list[str]) -> dict:
     return {"seconds": time.perf_counter() - start, "peak_rss_gb": peak / 1e9, "last_line": output.strip().splitlines()[-1]}
 
 
-def store_bytes(folder: Path) -> dict[str, bytes]:
-    return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
+def store_digest(folder: Path) -> dict[str, str]:
+    return {f.name: file_md5(f) for f in sorted(folder.iterdir())}
 
 
-def run_size(work: Path, name: str, photos: list[Path], data: dict) -> dict:
+def run_size(work: Path, stores: Path, name: str, photos: list[Path], data: dict, train: bool) -> dict:
     tag = f"{name}-{len(photos)}"
     raw = raw_folder(photos, work / "raw" / tag)
-    row = {"collection": name, "photos": len(photos)}
-    stores = {}
+    row = {"collection": name, "photos": len(photos), "stores": str(stores)}
+    digests = {}
     for workers in (1, 2):
-        out = work / "stores" / f"{tag}-w{workers}"
+        out = stores / f"{tag}-w{workers}"
         params = params_file(work / f"params-{tag}-w{workers}.yaml", {**data, "data.workers": workers})
         m = measure([sys.executable, "stages/prepare.py", "--params", str(params), "--raw", str(raw), "--out", str(out),
                      "--report", str(work / f"report-{tag}.json")])
         row[f"prepare_w{workers}_s"], row[f"prepare_w{workers}_rss_gb"] = m["seconds"], m["peak_rss_gb"]
-        stores[workers] = out
-    row["same_bytes"] = store_bytes(stores[1]) == store_bytes(stores[2])
+        digests[workers] = store_digest(out)
+        if workers == 1:  # gigabytes: only one store at a time
+            shutil.rmtree(out)
+    row["same_bytes"] = digests[1] == digests[2]
     row["store_gb"] = json.loads((work / f"report-{tag}.json").read_text())["bytes"] / 1e9
     row["speedup"] = row["prepare_w1_s"] / row["prepare_w2_s"]
-    params = params_file(work / f"params-{tag}-train.yaml", {**data, **TRAIN})
-    run = work / "train" / tag
-    m = measure([sys.executable, "stages/train_mse.py", "--params", str(params), "--patches", str(stores[2]),
-                 "--out", str(run / "model.pt"), "--live", str(run / "live"), "--checkpoints", str(run / "ckpt")])
-    row["train_s"], row["train_rss_gb"] = m["seconds"], m["peak_rss_gb"]
-    for folder in stores.values():  # gigabytes each: keep the disk for the next size
-        for f in folder.iterdir():
-            f.unlink()
+    if train:
+        params = params_file(work / f"params-{tag}-train.yaml", {**data, **TRAIN})
+        run = work / "train" / tag
+        m = measure([sys.executable, "stages/train_mse.py", "--params", str(params), "--patches", str(out),
+                     "--out", str(run / "model.pt"), "--live", str(run / "live"), "--checkpoints", str(run / "ckpt")])
+        row["train_s"], row["train_rss_gb"] = m["seconds"], m["peak_rss_gb"]
+    shutil.rmtree(out)
     print(json.dumps(row), flush=True)
     return row
 
@@ -134,10 +142,10 @@ def table(rows: list[dict]) -> str:
             "| one training epoch: wall, peak RSS |\n|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['photos']} {r['collection']} | {r['prepare_w1_s']:.0f} s, {r['prepare_w1_rss_gb']:.2f} GB "
-                     f"| {r['prepare_w2_s']:.0f} s, {r['prepare_w2_rss_gb']:.2f} GB | {r['speedup']:.2f}x "
-                     f"| {'yes' if r['same_bytes'] else 'NO'} | {r['store_gb']:.2f} GB "
-                     f"| {r['train_s']:.0f} s, {r['train_rss_gb']:.2f} GB |")
+        training = f"{r['train_s']:.0f} s, {r['train_rss_gb']:.2f} GB" if "train_s" in r else "not run"
+        lines.append(f"| {r['photos']} {r['collection']} | {r['prepare_w1_s']:.1f} s, {r['prepare_w1_rss_gb']:.2f} GB "
+                     f"| {r['prepare_w2_s']:.1f} s, {r['prepare_w2_rss_gb']:.2f} GB | {r['speedup']:.2f}x "
+                     f"| {'yes' if r['same_bytes'] else 'NO'} | {r['store_gb']:.2f} GB | {training} |")
     return "\n".join(lines)
 
 
@@ -146,6 +154,8 @@ def main() -> None:
     parser.add_argument("work", type=Path, help="a folder for the photos and stores (tens of GB at the largest sizes)")
     parser.add_argument("--sizes", type=int, nargs="*", default=[120, 480, 1200], help="VOC-sized collections")
     parser.add_argument("--div2k", type=int, default=0, help="also this many DIV2K-shaped photos (the issue asks 800)")
+    parser.add_argument("--stores", type=Path, help="where the stores go (default WORK/stores; /dev/shm takes the disk out)")
+    parser.add_argument("--no-train", action="store_true", help="measure prepare only")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     from srlab.data.sources import mirror_dir
@@ -154,13 +164,14 @@ def main() -> None:
     if mirror is None or not (mirror / "SunHays80").is_dir():
         raise SystemExit("bench/data.py: needs SRLAB_DATA_MIRROR with a SunHays80 folder")
     work = args.work.resolve()
+    stores = (args.stores or work / "stores").resolve()
     rows = []
     if args.sizes:
         voc = make_photos(mirror, work / "photos-voc", max(args.sizes), (500, 375), "jpg")
-        rows += [run_size(work, "VOC-sized", voc[:n], VOC) for n in args.sizes]
+        rows += [run_size(work, stores, "VOC-sized", voc[:n], VOC, not args.no_train) for n in args.sizes]
     if args.div2k:
         div2k = make_photos(mirror, work / "photos-div2k", args.div2k, (2040, 1356), "png")
-        rows.append(run_size(work, "DIV2K-shaped", div2k, DIV2K))
+        rows.append(run_size(work, stores, "DIV2K-shaped", div2k, DIV2K, not args.no_train))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     print(table(rows))

@@ -177,9 +177,8 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
         running = {name: torch.zeros((), device=device) for name in ["loss", *(f"l_{t}" for t in objective.terms)]}
         first_bad = torch.full((), -1, device=device)  # step of the first non-finite loss, read once per epoch
         for step, pair in enumerate(train_set.batches([idx[share] for idx in batches])):
-            size = p.train.batch_size
-            flips = draw_flips(size, generator)[:, share]
-            corners = draw_corners(size, train_set.patch_size, crop, p.data.scale, generator)[:, share] if crop else None
+            flips = draw_flips(p.train.batch_size, generator)[:, share]
+            corners = draw_corners(p.train.batch_size, train_set.patch_size, crop, p.data.scale, generator)[:, share] if crop else None
             lr, hr = augment(*pair, flips, corners, crop, p.data.scale, layout)
             rate = learning_rate(p.train, epoch * steps + step, job.epochs * steps)
             for group in (*optimizer.param_groups, *(optimizer_d.param_groups if adversarial else ())):
