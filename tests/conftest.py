@@ -30,7 +30,7 @@ def mirror_or_skip() -> Path:
     candidates = [os.environ.get("SRLAB_DATA_MIRROR"), str(REPO.parent / "shared" / "data")]
     for candidate in candidates:
         if candidate and (Path(candidate) / "Set5").is_dir():
-            return Path(candidate)
+            return Path(candidate).resolve()  # the end-to-end tests hand it to processes in other folders
     if os.environ.get("CI"):
         pytest.fail("CI needs the data mirror: set SRLAB_DATA_MIRROR or put shared/data beside the repo")
     pytest.skip("no data mirror (SRLAB_DATA_MIRROR) on this machine")

@@ -34,3 +34,43 @@ def test_gate_on_a_missing_file_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["check-metrics", str(tmp_path / "none.json")])
     assert "run `dvc repro` first" in capsys.readouterr().err
+
+
+def test_against_a_reference_file_passes_within_the_tolerance_and_fails_past_it(tmp_path, capsys):
+    run = _metrics(tmp_path, 33.6)
+    reference = tmp_path / "reference.json"
+    scores = json.loads((tmp_path / "metrics.json").read_text())
+    scores["Set5"]["srcnn_mse"]["psnr"] += 0.03  # another CPU's rounding
+    reference.write_text(json.dumps(scores))
+    main(["check-metrics", run, "--against", str(reference), "--tolerance", "0.05"])
+    assert "srcnn_mse 33.6000 dB vs 33.6300 dB: -0.0300 (tolerance 0.05)" in capsys.readouterr().out
+    scores["Set5"]["srcnn_mse"]["psnr"] += 0.1  # the run now falls 0.13 dB short of it
+    reference.write_text(json.dumps(scores))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check-metrics", run, "--against", str(reference), "--tolerance", "0.05"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("\n") == 1
+    assert "Set5 srcnn_mse PSNR moved -0.1300 dB from the reference, past 0.05" in err
+
+
+def test_against_a_git_revision_reads_the_committed_metrics(tmp_path, capsys, monkeypatch):
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    committed = _metrics(tmp_path / "reports", 33.6)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "reports/metrics.json"], check=True)
+    subprocess.run([*git, "commit", "-qm", "metrics"], check=True)
+    main(["check-metrics", "reports/metrics.json", "--against", "HEAD"])
+    assert "+0.0000 (tolerance 0.05)" in capsys.readouterr().out
+    _metrics(tmp_path / "reports", 33.5)  # a regression of 0.1 dB in the workspace
+    with pytest.raises(SystemExit):
+        main(["check-metrics", committed, "--against", "HEAD"])
+    assert "srcnn_mse PSNR moved -0.1000 dB" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["check-metrics", committed, "--against", "no-such-rev"])
+    err = capsys.readouterr().err
+    assert "--against no-such-rev: neither a metrics file nor a revision holding reports/metrics.json" in err
+    assert err.count("\n") == 1

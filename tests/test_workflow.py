@@ -21,3 +21,8 @@ def test_ci_script_runs_the_readme_test_command():
     readme_test = next(line for line in (REPO / "README.md").read_text().splitlines() if "pytest" in line)
     assert readme_test.strip() == ".venv/bin/python -m pytest -q"
     assert "python -m pytest -q" in (REPO / ".ci/run").read_text()
+
+
+def test_ci_gate_compares_the_run_with_the_committed_metrics():
+    gate = next(line for line in (REPO / ".ci/run").read_text().splitlines() if line.startswith("srlab check-metrics"))
+    assert "--against HEAD" in gate and "--tolerance 0.05" in gate

@@ -12,9 +12,13 @@ from srlab.errors import SrlabError
 
 
 def check_metrics(args) -> None:
-    from srlab.gate import check, read_metrics
+    from srlab.gate import check, compare, read_metrics, reference_metrics
 
-    lines, failures = check(read_metrics(args.metrics), args.set, args.min_gain)
+    metrics = read_metrics(args.metrics)
+    lines, failures = check(metrics, args.set, args.min_gain)
+    if args.against:
+        more_lines, more_failures = compare(metrics, reference_metrics(args.against, args.metrics), args.tolerance)
+        lines, failures = lines + more_lines, failures + more_failures
     print("\n".join(lines))
     if failures:
         raise SrlabError("; ".join(failures))
@@ -148,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     gate.add_argument("metrics", nargs="?", type=Path, default=Path("reports/metrics.json"))
     gate.add_argument("--set", default="Set5", help="test set to check (default Set5)")
     gate.add_argument("--min-gain", type=float, default=0.5, help="dB the MSE model must gain over bicubic (default 0.5)")
+    gate.add_argument("--against", metavar="REV_OR_FILE",
+                      help="also compare every PSNR with this metrics file, or with the metrics file as a git revision holds it")
+    gate.add_argument("--tolerance", type=float, default=0.05, help="dB every PSNR may move from --against's (default 0.05)")
     gate.set_defaults(func=check_metrics)
 
     show = commands.add_parser("inspect", help="print what a model file or checkpoint holds")

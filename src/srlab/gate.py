@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 from srlab.errors import SrlabError
@@ -15,6 +17,40 @@ def read_metrics(path: Path) -> dict:
         raise SrlabError(f"{path}: no metrics file (run `dvc repro` first)") from None
     except json.JSONDecodeError as exc:
         raise SrlabError(f"{path}: not valid JSON ({exc})") from None
+
+
+def reference_metrics(against: str, path: Path) -> dict:
+    """The metrics to compare with: the file `against`, or `path` as git revision `against` holds it."""
+    if Path(against).is_file():
+        return read_metrics(Path(against))
+    relative = Path(os.path.relpath(path)).as_posix()  # git reads `REV:./x` relative to the current folder
+    shown = subprocess.run(["git", "show", f"{against}:./{relative}"], capture_output=True, text=True)
+    if shown.returncode:
+        reason = shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else "git failed"
+        raise SrlabError(f"--against {against}: neither a metrics file nor a revision holding {relative} ({reason})")
+    try:
+        return json.loads(shown.stdout)
+    except json.JSONDecodeError as exc:
+        raise SrlabError(f"--against {against}: {path} there is not valid JSON ({exc})") from None
+
+
+def compare(metrics: dict, reference: dict, tolerance: float) -> tuple[list[str], list[str]]:
+    """Return (report lines, failures): every PSNR of every set and method in `reference` must be
+    within `tolerance` dB of the run's (either way: a run that moved is not the committed one)."""
+    lines, failures = [], []
+    for set_name, methods in reference.items():
+        if set_name == "provenance" or not isinstance(methods, dict):
+            continue
+        for method, ref in methods.items():
+            run = metrics.get(set_name, {}).get(method)
+            if run is None:
+                failures.append(f"{set_name} {method} is in the reference but not in this run")
+                continue
+            delta = run["psnr"] - ref["psnr"]
+            lines.append(f"{set_name}: {method} {run['psnr']:.4f} dB vs {ref['psnr']:.4f} dB: {delta:+.4f} (tolerance {tolerance})")
+            if abs(delta) > tolerance:
+                failures.append(f"{set_name} {method} PSNR moved {delta:+.4f} dB from the reference, past {tolerance}")
+    return lines, failures
 
 
 def check(metrics: dict, set_name: str, min_gain: float) -> tuple[list[str], list[str]]:
