@@ -202,3 +202,19 @@ def test_sunhays80_prepares_to_the_same_bytes_with_one_and_two_workers(mirror, t
     prepare_split(photos, tmp_path / "two", "train", cutting, 0, workers=2)
     assert len(used) == len(photos) == 80 and not skipped
     assert _store_bytes(tmp_path / "one") == _store_bytes(tmp_path / "two")
+
+
+def test_a_disk_too_small_for_the_reserved_rows_is_one_line_before_any_photo_is_cut(tmp_path, photo, monkeypatch):
+    """The rows are allocated up front, so a full disk is an error in prepare, never a SIGBUS in a
+    worker writing through its mapping."""
+    import os
+
+    paths = _photos(tmp_path / "photos", photo, count=2)
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(store.DiskFull, match=r"out: the disk is full \(No space left on device\)"):
+        prepare_split(paths, tmp_path / "out", "train", Cutting(2, 32, Degradation("bicubic"), count=3), 0)
+    assert list((tmp_path / "out").iterdir()) == []

@@ -138,10 +138,11 @@ def prepare_split(paths: list[Path], folder: Path, split: str, cutting: Cutting,
     used and skipped. `counts`: the pairs reserved per photo (header_pairs, when already read)."""
     counts = header_pairs(paths, cutting) if counts is None else counts
     firsts = np.concatenate([[0], np.cumsum(counts)]).tolist()
-    files = SplitFiles.create(folder, split, cutting.hr_size, cutting.scale, firsts[-1])
+    files = SplitFiles.for_split(folder, split, cutting.hr_size, cutting.scale, firsts[-1])
     tasks = [(i, path, cutting, seed, files, firsts[i], counts[i]) for i, path in enumerate(paths)]
     used, skipped, placed = [], [], []
     try:
+        files.create()
         for report, place in tqdm(_in_workers(_cut_one, tasks, workers), total=len(tasks), desc=split, unit="img",
                                   disable=None):
             (used if place else skipped).append(report)

@@ -71,8 +71,10 @@ class ArrayFile:
         return int(np.prod(self.row_shape)) * np.dtype(self.dtype).itemsize
 
     def create(self) -> None:
+        # the blocks are allocated now: a full disk is an error here, in the parent, rather than a
+        # SIGBUS in the worker whose write through the mapping finds no block to fill
         with open(self.partial, "wb") as f:
-            f.truncate(HEADER_BYTES + self.capacity * self.row_bytes)  # sparse: the disk fills as rows arrive
+            os.posix_fallocate(f.fileno(), 0, HEADER_BYTES + self.capacity * self.row_bytes)
 
     def write(self, first: int, rows: np.ndarray) -> None:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
@@ -119,16 +121,16 @@ class SplitFiles:
     corners: ArrayFile
 
     @classmethod
-    def create(cls, folder: Path, split: str, hr_size: int, scale: int, capacity: int) -> SplitFiles:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        lr_size = hr_size // scale
-        files = cls(ArrayFile(folder / f"{split}_hr.npy", capacity, (hr_size, hr_size, 3), "|u1"),
-                    ArrayFile(folder / f"{split}_lr.npy", capacity, (lr_size, lr_size, 3), "|u1"),
-                    ArrayFile(folder / f"{split}_corners.npy", capacity, (2,), "<i4"))
-        for f in files.each():
+    def for_split(cls, folder: Path, split: str, hr_size: int, scale: int, capacity: int) -> SplitFiles:
+        folder, lr_size = Path(folder), hr_size // scale
+        return cls(ArrayFile(folder / f"{split}_hr.npy", capacity, (hr_size, hr_size, 3), "|u1"),
+                   ArrayFile(folder / f"{split}_lr.npy", capacity, (lr_size, lr_size, 3), "|u1"),
+                   ArrayFile(folder / f"{split}_corners.npy", capacity, (2,), "<i4"))
+
+    def create(self) -> None:
+        self.hr.path.parent.mkdir(parents=True, exist_ok=True)
+        for f in self.each():
             f.create()
-        return files
 
     def each(self) -> tuple[ArrayFile, ...]:
         return self.hr, self.lr, self.corners
@@ -256,7 +258,8 @@ def save_pairs(folder: Path, split: str, pairs: Pairs, meta: dict | None = None)
     tests and benchmarks."""
     folder = Path(folder)
     scale = pairs.hr.shape[1] // pairs.lr.shape[1]
-    files = SplitFiles.create(folder, split, pairs.hr.shape[1], scale, len(pairs))
+    files = SplitFiles.for_split(folder, split, pairs.hr.shape[1], scale, len(pairs))
+    files.create()
     files.write(0, pairs)
     entry = files.finish([{"file": "arrays", "first": 0, "count": len(pairs)}])
     index = read_index(folder) if (folder / INDEX).is_file() else {"layout": "patches", "scale": scale,
