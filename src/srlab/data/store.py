@@ -53,9 +53,9 @@ def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
 
 @dataclass(frozen=True)
 class ArrayFile:
-    """A .npy file being written: room for `capacity` rows, filled at any row by any process
-    (plain positioned writes, so it pickles to a worker), finished with its real row count. It
-    appears under its name only when finished; until then it is a hidden partial file."""
+    """A .npy file being written: room for `capacity` rows, filled at any row by any process (each
+    write maps the file anew, so the object pickles to a worker), finished with its real row count.
+    It appears under its name only when finished; until then it is a hidden partial file."""
 
     path: Path
     capacity: int
@@ -73,8 +73,12 @@ class ArrayFile:
     def create(self) -> None:
         # the blocks are allocated now: a full disk is an error here, in the parent, rather than a
         # SIGBUS in the worker whose write through the mapping finds no block to fill
+        size = HEADER_BYTES + self.capacity * self.row_bytes
         with open(self.partial, "wb") as f:
-            os.posix_fallocate(f.fileno(), 0, HEADER_BYTES + self.capacity * self.row_bytes)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), 0, size)
+            else:  # macOS: no posix_fallocate; the file is sparse and a full disk shows on writing
+                f.truncate(size)
 
     def write(self, first: int, rows: np.ndarray) -> None:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
