@@ -1,5 +1,6 @@
 """torchrun with 2 processes on the gloo backend trains the same model as one process."""
 
+import json
 import subprocess
 import sys
 
@@ -11,16 +12,25 @@ from srlab.data.patches import Degradation, crop_pairs
 from srlab.data.store import save_pairs
 
 _DRIVER = """
-import sys
+import json, os, sys
 from pathlib import Path
+import srlab.checkpoint
 from srlab.params import parse_params
-from srlab.training import TrainJob, train
+from srlab.training import PatchStore, TrainJob, train
+
+# record what this process trains on (the pair indices of each step) and which files it writes
+seen, written = [], []
+real_batches, real_save = PatchStore.batches, srlab.checkpoint.save
+PatchStore.batches = lambda self, indices: (seen.append([i.tolist() for i in indices]), real_batches(self, indices))[1]
+srlab.checkpoint.save = lambda path, payload: (written.append(Path(path).name), real_save(path, payload))[1]
 
 patches, run, crop = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 p = parse_params({"data": {"hr_size": 16}, "train": {"batch_size": 8, "device": "cpu", "epochs": 2, "crop_size": crop}})
 job = TrainJob(name="t", params=p, weights={"mse": 1.0, "perceptual": 0.5}, epochs=2, patches=patches,
                model_out=run / "model.pt", checkpoint_dir=run / "ckpt")
 train(job)
+run.mkdir(parents=True, exist_ok=True)  # rank 1 may get here first
+(run / f"record_rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps({"seen": seen, "written": written}))
 """
 
 
@@ -64,6 +74,16 @@ def test_two_gloo_processes_match_one_process(tmp_path, patches, crop):
         torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5)
     assert a["meta"]["history"][-1]["val/psnr"] == pytest.approx(b["meta"]["history"][-1]["val/psnr"], abs=1e-3)
     assert not list((tmp_path / "two" / "ckpt").glob(".*.tmp"))  # no half-written file from either rank
+    # each rank trained on its own half of every batch one process trained on, and only rank 0 wrote
+    one, r0, r1 = (json.loads((tmp_path / run / f"record_rank{r}.json").read_text()) for run, r in (("one", 0), ("two", 0), ("two", 1)))
+    for whole, half0, half1 in zip(_steps(one), _steps(r0), _steps(r1), strict=True):
+        assert len(half0) == len(half1) == len(whole) // 2 and not set(half0) & set(half1)
+        assert sorted(half0 + half1) == sorted(whole)
+    assert r1["written"] == [] and {"last.pt", "model.pt"} <= set(r0["written"])
+
+
+def _steps(record: dict) -> list[list[int]]:
+    return [step for epoch in record["seen"] for step in epoch]
 
 
 _SRGAN_DRIVER = """
@@ -74,12 +94,13 @@ import srlab.training
 from srlab.params import parse_params
 from srlab.training import TrainJob, train
 
-made = []
+made, batch_sizes = [], []
 
 
-def build_and_keep(build=srlab.training.build_discriminator):  # this rank's discriminator, and its initial weights
+def build_and_keep(build=srlab.training.build_discriminator):  # this rank's discriminator, its initial weights and batches
     discriminator = build()
     made.append((discriminator, {k: v.clone() for k, v in discriminator.state_dict().items()}))
+    discriminator.register_forward_pre_hook(lambda module, args: batch_sizes.append(len(args[0])))
     return discriminator
 
 
@@ -93,7 +114,7 @@ job = TrainJob(name="g", params=p, weights=p.loss.all_weights(), epochs=1, patch
 train(job)
 run.mkdir(parents=True, exist_ok=True)  # rank 1 may get here first
 discriminator, initial = made[0]
-torch.save({"initial": initial, "final": discriminator.state_dict()}, run / f"discriminator_rank{os.environ.get('RANK', '0')}.pt")
+torch.save({"initial": initial, "final": discriminator.state_dict(), "batch_sizes": batch_sizes}, run / f"discriminator_rank{os.environ.get('RANK', '0')}.pt")
 """
 
 
@@ -111,5 +132,7 @@ def test_srgan_under_torchrun_keeps_one_discriminator_across_ranks(tmp_path, pat
         assert torch.equal(d0["initial"][key], d1["initial"][key]), key  # the same start (same seed)
         assert torch.equal(d0["final"][key], d1["final"][key]), key
     assert all(not torch.equal(d0["final"][k], d0["initial"][k]) for k in weights)  # every layer trained
+    # on its own share: half of each batch of 8 (one process would see all 8 and need no averaging)
+    assert d0["batch_sizes"] and set(d0["batch_sizes"]) == set(d1["batch_sizes"]) == {4}
     state = checkpoint.load(tmp_path / "two" / "ckpt" / "last.pt")
     assert "discriminator" in state and "train/objective_l_adversarial" in state["meta"]["history"][0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srlab.data.images import UnusableImage, load_rgb
+from srlab.data.images import MAX_PIXELS, UnusableImage, load_rgb
 
 
 def _save(tmp_path, name, image, **kwargs):
@@ -37,12 +37,15 @@ def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
     assert 120 < rgb[15, 20, 0] < 135
 
 
-def test_exif_orientation_is_applied(tmp_path, photo):
+@pytest.mark.parametrize("orientation, turn", [(3, 2), (6, -1), (8, 1)], ids=["180", "90-clockwise", "90-anticlockwise"])
+def test_exif_orientation_turns_the_photo_the_way_it_is_displayed(tmp_path, photo, orientation, turn):
+    """EXIF 6 means "rotate 90 degrees clockwise to display": the array must come out turned that
+    way, not merely with its sides swapped (lossless PNG, so the pixels can be compared exactly)."""
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    path = _save(tmp_path, "turned.jpg", Image.fromarray(photo), exif=exif.tobytes(), quality=95)
+    exif[0x0112] = orientation
+    path = _save(tmp_path, "turned.png", Image.fromarray(photo), exif=exif.tobytes())
     rgb, _ = load_rgb(path)
-    assert rgb.shape == (photo.shape[1], photo.shape[0], 3)
+    assert np.array_equal(rgb, np.rot90(photo, k=turn))  # np.rot90 turns anticlockwise for k > 0
 
 
 def test_transparent_pixels_become_white(tmp_path):
@@ -66,10 +69,33 @@ def test_broken_files_are_unusable_with_a_reason(tmp_path, photo, content, reaso
         load_rgb(path)
 
 
-def test_decompression_bombs_are_refused_before_decoding(tmp_path, photo):
-    path = _save(tmp_path, "big.png", Image.fromarray(photo))
-    with pytest.raises(UnusableImage, match="over the limit"):
-        load_rgb(path, max_pixels=100)
+def _png_header_only(path, width: int, height: int):
+    """A PNG that claims width x height pixels but holds no pixel data: opening it reads the size,
+    decoding it fails. Nothing of its claimed size is ever allocated by a loader that checks first."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return path
+
+
+def test_the_default_bomb_limit_is_100_megapixels_checked_before_decoding(tmp_path):
+    """The limit the README states, at its edge: 100,000,000 pixels may be decoded (this file
+    then fails as truncated), one pixel more is refused from the header alone."""
+    assert MAX_PIXELS == 100_000_000
+    at_limit = _png_header_only(tmp_path / "at.png", 10_000, 10_000)
+    with pytest.raises(UnusableImage, match="cannot decode"):
+        load_rgb(at_limit)
+    over = _png_header_only(tmp_path / "over.png", 10_000, 10_001)
+    with pytest.raises(UnusableImage, match="10000x10001 pixels is over the limit of 100000000"):
+        load_rgb(over)
+    huge = _png_header_only(tmp_path / "huge.png", 100_000, 100_000)  # past Pillow's own refusal too
+    with pytest.raises(UnusableImage, match="decompression bomb|over the limit"):
+        load_rgb(huge)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "TIFF", "BMP", "WEBP"])

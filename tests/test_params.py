@@ -45,6 +45,7 @@ def test_the_interface_key_loss_vgg_weight_exists():
         ({"model": {"residual": "yes"}}, "model.residual: expected true or false, got 'yes'"),
         ({"loss": {"mse_weight": 0}}, "loss: mse_weight, l1_weight and ssim_weight are all 0; train_mse needs at least one above 0"),
         ({"eval": {"vgg_layers": {"relu2_2": 0}}}, "eval.vgg_layers: every layer weight is 0"),
+        ({"loss": {"vgg_layers": {"relu1_2": 0, "relu2_2": 0, "relu3_3": 0, "relu4_3": 0}}}, "loss.vgg_layers: every layer weight is 0"),
         ({"train": {"lr_schedule": "step"}}, "train.lr_schedule: 'step' is not one of constant, cosine"),
         ({"data": {"scale": 3}}, "data: hr_size: 64 is not a multiple of scale (3)"),
         ({"train": {"crop_size": 33}}, "train.crop_size: 33 must be a multiple of data.scale (2) and at most data.hr_size (64), or 0"),
@@ -78,3 +79,38 @@ def test_unreadable_params_file_is_one_line(tmp_path):
 def test_params_are_immutable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Params().train.epochs = 3
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def test_a_typo_stops_every_stage_before_it_writes_anything(tmp_path):
+    """Each stage as dvc.yaml runs it, in a folder whose params.yaml has a typo and whose outputs
+    hold an earlier run: one line naming the key, exit 1, and not one byte on disk changed."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    (tmp_path / "params.yaml").write_text("loss:\n  vgg_wieght: 0.3\n")
+    for stage in stages.values():  # an earlier run's outputs, which a failed stage must not touch
+        for out in stage.get("outs", []):
+            path = tmp_path / (out if isinstance(out, str) else next(iter(out)))
+            target = path if path.suffix else path / "kept.txt"  # a file, or a folder holding one
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("an earlier run")
+    before = _tree(tmp_path)
+    running = {}
+    for name, stage in stages.items():  # all at once: each spends its time importing torch
+        argv = shlex.split(stage["cmd"])
+        assert argv[:2] == ["python", f"stages/{name}.py"], stage["cmd"]
+        running[name] = subprocess.Popen([sys.executable, str(REPO / argv[1]), *argv[2:]], cwd=tmp_path,
+                                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for name, proc in running.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, (name, err)
+        assert err.strip() == f"{name}: error: params.yaml: loss.vgg_wieght: unknown parameter; did you mean loss.vgg_weight?", name
+    assert _tree(tmp_path) == before

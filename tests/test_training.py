@@ -172,12 +172,32 @@ def test_identical_weights_give_byte_identical_files(tmp_path):
 
 
 _DRIVER = """
-import sys
+import io, os, signal, sys
 from pathlib import Path
+import torch
 from srlab.params import parse_params
 from srlab.training import TrainJob, train
 
 patches, run, epochs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+# DIE_IN=NAME:N: SIGKILL this process half-way through writing the N-th save into a file named NAME
+die_in, _, nth = os.environ.get("DIE_IN", ":0").partition(":")
+saves, real_save = [], torch.save
+
+
+def save_then_die(obj, f, *args, **kwargs):
+    if die_in and die_in in Path(f.name).name:
+        saves.append(f.name)
+        if len(saves) == int(nth):
+            buffer = io.BytesIO()
+            real_save(obj, buffer, *args, **kwargs)
+            f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+            f.flush()
+            os.fsync(f.fileno())  # half a file really on disk, wherever it is being written
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(obj, f, *args, **kwargs)
+
+
+torch.save = save_then_die
 p = parse_params({"train": {"batch_size": 4, "device": "cpu", "epochs": epochs}})
 job = TrainJob(name="t", params=p, weights={"mse": 1.0, "perceptual": 0.5}, epochs=epochs, patches=patches,
                model_out=run / "model.pt", checkpoint_dir=run / "ckpt")
@@ -185,8 +205,12 @@ train(job, log=lambda row: print("epoch", row["epoch"], flush=True))
 """
 
 
-def test_sigkill_at_random_moments_then_rerun_gives_the_same_weights(tmp_path, patches):
-    """A process killed with SIGKILL (no handler runs) mid-epoch or mid-save, three times."""
+def test_sigkill_mid_epoch_and_inside_every_kind_of_save_then_rerun_gives_the_same_weights(tmp_path, patches):
+    """A process killed with SIGKILL (no handler runs): once at a random moment of an epoch, then
+    half-way through writing each kind of file training writes (the resume checkpoint, a best
+    checkpoint, the final model). Each time the files already there stay whole, and the re-run
+    ends with the weights of a run never killed."""
+    import os
     import random
     import signal
     import subprocess
@@ -196,33 +220,78 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_same_weights(tmp_path, p
     driver = tmp_path / "driver.py"
     driver.write_text(_DRIVER)
     epochs = 8
+    killed, ckpt = tmp_path / "killed", tmp_path / "killed" / "ckpt"
 
-    def start(run):
+    def start(run, die_in=""):
         return subprocess.Popen([sys.executable, str(driver), str(patches), str(tmp_path / run), str(epochs)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "DIE_IN": die_in})
 
     assert start("straight").wait(timeout=300) == 0
-    chance = random.Random(0)
-    for kill in range(3):
-        proc = start("killed")
-        target = chance.randint(1, 3)
-        for line in proc.stdout:  # wait until a few epochs of this run have finished
-            if line.startswith("epoch") and (target := target - 1) == 0:
-                break
-        time.sleep(chance.uniform(0, 0.05))  # then anywhere inside the next epoch or its save
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-        last = checkpoint.load(tmp_path / "killed" / "ckpt" / "last.pt")  # intact, whatever the moment
-        assert 1 <= last["meta"]["epoch"] <= epochs
-        assert not (tmp_path / "killed" / "model.pt").exists() or last["meta"]["epoch"] == epochs
+    proc = start("killed")
+    for line in proc.stdout:  # a random moment of the second epoch (or of its saves)
+        if line.startswith("epoch 1"):
+            break
+    time.sleep(random.Random(0).uniform(0, 0.05))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert 1 <= checkpoint.load(ckpt / "last.pt")["meta"]["epoch"] < epochs
+    # killed inside the 2nd last.pt save of a run (its 1st completed), then inside a best and the model save
+    for name, nth in (("last.pt", 2), ("best_psnr.pt", 1), ("model.pt", 1)):
+        before = {f.name: f.read_bytes() for f in ckpt.glob("*.pt")}
+        epoch = checkpoint.load(ckpt / "last.pt")["meta"]["epoch"]
+        proc = start("killed", f"{name}:{nth}")
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, f"{name}: the run was not killed inside that save\n{err}"
+        target = killed / name if name == "model.pt" else ckpt / name
+        if name == "last.pt":  # the epoch whose save completed, whole
+            assert checkpoint.load(target)["meta"]["epoch"] == epoch + 1
+        elif name in before:  # killed while replacing it: the old file, byte for byte
+            assert target.read_bytes() == before[name], name
+        else:  # killed while writing it for the first time: not there at all
+            assert not target.exists(), name
+        for f in ckpt.glob("*.pt"):
+            checkpoint.load(f)  # every checkpoint left behind is whole
+    assert checkpoint.load(ckpt / "last.pt")["meta"]["epoch"] == epochs  # trained to the end, killed saving the model
     finish = start("killed")
     out, err = finish.communicate(timeout=300)
     assert finish.returncode == 0, err
-    assert "resuming from" in out
+    assert f"resuming from {ckpt / 'last.pt'} after epoch {epochs}" in out
     straight = _weights(tmp_path / "straight" / "model.pt")
-    for key, value in _weights(tmp_path / "killed" / "model.pt").items():
+    for key, value in _weights(killed / "model.pt").items():
         assert torch.equal(value, straight[key]), key
-    assert not list((tmp_path / "killed").rglob("*.tmp*"))  # no half-written file left to mistake for output
+    assert not list(killed.rglob("*.tmp*"))  # the killed writes' temporary files were cleared
+
+
+def test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes(tmp_path, patches):
+    """SIGINT to the real stage process, as a terminal's Ctrl-C sends it (not an exception raised
+    inside the test's own process)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    params = _params_file(tmp_path, epochs=200)
+    cmd = [sys.executable, str(REPO / "stages" / "train_mse.py"), "--params", str(params), "--patches", str(patches),
+           "--out", str(tmp_path / "mse.pt"), "--live", str(tmp_path / "live"), "--checkpoints", str(tmp_path / "ckpt")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "ckpt" / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "train_mse: interrupted; completed checkpoints are kept and the run can resume"
+    assert "Traceback" not in err and not (tmp_path / "mse.pt").exists()
+    done = checkpoint.load(tmp_path / "ckpt" / "last.pt")["meta"]["epoch"]
+    assert 1 <= done < 200
+    rerun = subprocess.run([*cmd[:3], str(_params_file(tmp_path, epochs=done + 1)), *cmd[4:]],
+                           capture_output=True, text=True, timeout=300, env=os.environ)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming from {tmp_path / 'ckpt' / 'last.pt'} after epoch {done}" in rerun.stdout
 
 
 def _cli(*args):
@@ -450,6 +519,26 @@ def test_random_crops_cut_each_pair_at_one_aligned_corner():
     lr_out, hr_out = augment(lr, hr, no_flips, corners, 12, 3, torch.contiguous_format)
     assert lr_out.shape == (6, 3, 4, 4) and hr_out.shape == (6, 3, 12, 12)
     assert torch.equal(lr_out, hr_out[..., ::3, ::3])  # still a pair
+
+
+def test_each_of_the_8_symmetries_is_drawn_and_turns_lr_and_hr_alike():
+    from srlab.training import augment, draw_flips
+
+    lr = torch.randint(0, 256, (1, 3, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)  # random: no symmetry of its own
+    hr = lr.repeat_interleave(3, -1).repeat_interleave(3, -2)  # nearest x3: it commutes with every flip
+    codes = torch.arange(8)
+    flips = torch.stack([(codes >> bit) & 1 for bit in range(3)]).bool()  # every combination once
+    lr_out, hr_out = augment(lr.expand(8, -1, -1, -1), hr.expand(8, -1, -1, -1), flips, None, 0, 3, torch.contiguous_format)
+    assert torch.equal(hr_out, lr_out.repeat_interleave(3, -1).repeat_interleave(3, -2))  # each pair turned alike
+    # the 8 outputs are the 8 symmetries of the square (4 rotations, each with and without a mirror)
+    expected = [torch.rot90(t, k, (-2, -1)) for t in (hr[0], hr[0].transpose(-1, -2)) for k in range(4)]
+    made = [t.mul(255).round().to(torch.uint8) for t in hr_out]
+    for want in expected:
+        assert sum(torch.equal(m, want) for m in made) == 1
+    # and training draws each of them about equally often
+    drawn = draw_flips(8000, torch.Generator().manual_seed(0))
+    counts = torch.bincount(drawn[0].long() + 2 * drawn[1].long() + 4 * drawn[2].long(), minlength=8)
+    assert counts.min() > 850 and counts.max() < 1150, counts.tolist()
 
 
 def test_training_on_random_crops_is_seeded_and_differs_from_whole_patches(tmp_path, patches):

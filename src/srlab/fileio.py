@@ -19,8 +19,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a process killed mid-write
-        stale.unlink(missing_ok=True)
+    remove_stale_temporaries(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp)
@@ -31,6 +30,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path, name: str = "*") -> None:
+    """Delete the temporary files of `atomic_path` (for `name`, or any file) that a process killed
+    mid-write left in `folder`."""
+    pattern = f".{name if name == '*' else glob.escape(name)}.*.tmp"
+    for stale in Path(folder).glob(pattern):
+        stale.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from srlab.backbones import describe_vgg
 from srlab.data import store
 from srlab.device import describe_device, resolve_device, seed_everything
 from srlab.errors import SrlabError
-from srlab.fileio import file_md5
+from srlab.fileio import file_md5, remove_stale_temporaries
 from srlab.inference import CHANNELS_LAST
 from srlab.losses import SRLoss, build_perceptual, build_terms
 from srlab.losses.content import SSIMLoss, discriminator_loss
@@ -144,6 +144,8 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     # fine while the rate is constant: see _fingerprint)
     fingerprint = _fingerprint(job)
     last_path = job.checkpoint_dir / "last.pt"
+    if ranks.main:  # a run killed inside a save left its temporary file: this run owns the folder now
+        remove_stale_temporaries(job.checkpoint_dir)
     start_epoch, history, best = 0, [], {"psnr": -math.inf, "ssim": -math.inf}
     state = checkpoint.load(last_path) if last_path.exists() else None
     if state and state["meta"].get("fingerprint") == fingerprint and state["meta"]["epoch"] <= job.epochs:
