@@ -72,5 +72,48 @@ def test_against_a_git_revision_reads_the_committed_metrics(tmp_path, capsys, mo
     with pytest.raises(SystemExit):
         main(["check-metrics", committed, "--against", "no-such-rev"])
     err = capsys.readouterr().err
-    assert "--against no-such-rev: neither a metrics file nor a revision holding reports/metrics.json" in err
+    assert "--against no-such-rev: neither a file nor a revision holding reports/metrics.json" in err
     assert err.count("\n") == 1
+
+
+def _lock_changed(tmp_path, change) -> str:
+    """The committed dvc.lock with one edit applied, written to a file."""
+    import yaml
+
+    from conftest import REPO
+
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
+    change(lock["stages"])
+    path = tmp_path / "dvc.lock"
+    path.write_text(yaml.safe_dump(lock, sort_keys=False))
+    return str(path)
+
+
+def _set_out_md5(stages):
+    stages["train_mse"]["outs"][0]["md5"] = "0" * 32  # the model another CPU made, bits apart
+
+
+def _set_code_md5(stages):
+    next(d for d in stages["train_mse"]["deps"] if d["path"] == "src/srlab/training.py")["md5"] = "0" * 32
+
+
+def _set_param(stages):
+    stages["train_perceptual"]["params"]["params.yaml"]["loss.vgg_weight"] = 0.3
+
+
+def test_check_lock_passes_other_outputs_and_fails_other_code_or_params(tmp_path, capsys):
+    """What CI runs after `dvc repro`: the committed metrics must have been made by the committed
+    code and params; the outputs themselves may differ in the last bits on another CPU."""
+    from conftest import REPO
+
+    committed = str(REPO / "dvc.lock")
+    main(["check-lock", committed, "--against", committed])
+    main(["check-lock", _lock_changed(tmp_path, _set_out_md5), "--against", committed])
+    assert capsys.readouterr().out.count("check-lock: every stage's command, params and code are those of") == 2
+    for change, message in ((_set_code_md5, "stage train_mse: its code changed (src/srlab/training.py)"),
+                            (_set_param, "stage train_perceptual: its params changed (params.yaml)")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["check-lock", _lock_changed(tmp_path, change), "--against", committed])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and err.count("\n") == 1 and message in err
+        assert "run `dvc repro` and commit dvc.lock and reports/" in err

@@ -78,28 +78,25 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, patches, monkeypa
         assert torch.equal(value, straight[key]), key
 
 
-def test_checkpoint_of_other_params_is_not_resumed(tmp_path, patches):
-    train(_job(tmp_path, patches, "a", epochs=1))
-    other = _job(tmp_path, patches, "a", epochs=1, lr=0.01)
-    assert train(other)["history"][0]["epoch"] == 1  # started over rather than reusing the lr=3e-4 run
-
-
-def test_checkpoint_made_by_other_srlab_code_is_not_resumed(tmp_path, patches, monkeypatch):
+@pytest.mark.parametrize("change", ["nothing", "params", "code", "data"])
+def test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data(tmp_path, patches, photo, rng, monkeypatch, change):
     import srlab.training as training
 
     train(_job(tmp_path, patches, "a", epochs=1))
-    real_save, epoch_checkpoints = checkpoint.save, []
+    real_save, epochs_trained = checkpoint.save, []
 
     def counting_save(path, payload):
-        epoch_checkpoints.extend([path] if path.name == "last.pt" else [])
+        epochs_trained.extend([payload["meta"]["epoch"]] if path.name == "last.pt" else [])
         real_save(path, payload)
 
     monkeypatch.setattr(checkpoint, "save", counting_save)
-    train(_job(tmp_path, patches, "a", epochs=1))
-    assert epoch_checkpoints == []  # same code: resumed after its last epoch, nothing trained
-    monkeypatch.setattr(training, "_code_digest", lambda: "edited")
-    train(_job(tmp_path, patches, "a", epochs=1))
-    assert len(epoch_checkpoints) == 1  # edited code: trained its epoch afresh
+    if change == "code":
+        monkeypatch.setattr(training, "_code_digest", lambda: "edited")
+    if change == "data":  # the same number of pairs, cut from the photo mirrored
+        save_pairs(patches, "train", crop_pairs(photo[:, ::-1], 2, 16, 24, Degradation("bicubic"), rng))
+    train(_job(tmp_path, patches, "a", epochs=1, **({"lr": 0.01} if change == "params" else {})))
+    # the same job resumes after its last epoch and trains nothing; any change trains epoch 1 afresh
+    assert epochs_trained == ([] if change == "nothing" else [1])
 
 
 def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, patches, monkeypatch):

@@ -25,6 +25,28 @@ def check_metrics(args) -> None:
     print("check-metrics: passed")
 
 
+def check_lock(args) -> None:
+    import yaml
+
+    from srlab.gate import committed_text, lock_drift
+
+    def parse(text: str, where: str) -> dict:
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise SrlabError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+    if not args.lock.is_file():
+        raise SrlabError(f"{args.lock}: no such file (run `dvc repro` first)")
+    lock = parse(args.lock.read_text(), str(args.lock))
+    reference = Path(args.against).read_text() if Path(args.against).is_file() else committed_text(args.against, args.lock)
+    failures = lock_drift(lock, parse(reference, f"{args.against}:{args.lock}"))
+    if failures:
+        raise SrlabError(f"{args.lock} differs from {args.against}'s in what made the outputs: " + "; ".join(failures)
+                         + "; the committed metrics are not this code's: run `dvc repro` and commit dvc.lock and reports/")
+    print(f"check-lock: every stage's command, params and code are those of {args.against}'s {args.lock}")
+
+
 def inspect(args) -> None:
     from srlab import checkpoint
 
@@ -156,6 +178,12 @@ def main(argv: list[str] | None = None) -> None:
                       help="also compare every PSNR with this metrics file, or with the metrics file as a git revision holds it")
     gate.add_argument("--tolerance", type=float, default=0.05, help="dB every PSNR may move from --against's (default 0.05)")
     gate.set_defaults(func=check_metrics)
+
+    lock = commands.add_parser("check-lock", help="fail unless dvc.lock's commands, params and code are the committed run's")
+    lock.add_argument("lock", nargs="?", type=Path, default=Path("dvc.lock"))
+    lock.add_argument("--against", metavar="REV_OR_FILE", default="HEAD",
+                      help="a dvc.lock file, or a git revision whose dvc.lock to compare with (default HEAD)")
+    lock.set_defaults(func=check_lock)
 
     show = commands.add_parser("inspect", help="print what a model file or checkpoint holds")
     show.add_argument("checkpoint", type=Path)

@@ -23,15 +23,48 @@ def reference_metrics(against: str, path: Path) -> dict:
     """The metrics to compare with: the file `against`, or `path` as git revision `against` holds it."""
     if Path(against).is_file():
         return read_metrics(Path(against))
+    try:
+        return json.loads(committed_text(against, path))
+    except json.JSONDecodeError as exc:
+        raise SrlabError(f"--against {against}: {path} there is not valid JSON ({exc})") from None
+
+
+def committed_text(against: str, path: Path) -> str:
+    """`path` as git revision `against` holds it."""
     relative = Path(os.path.relpath(path)).as_posix()  # git reads `REV:./x` relative to the current folder
     shown = subprocess.run(["git", "show", f"{against}:./{relative}"], capture_output=True, text=True)
     if shown.returncode:
         reason = shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else "git failed"
-        raise SrlabError(f"--against {against}: neither a metrics file nor a revision holding {relative} ({reason})")
-    try:
-        return json.loads(shown.stdout)
-    except json.JSONDecodeError as exc:
-        raise SrlabError(f"--against {against}: {path} there is not valid JSON ({exc})") from None
+        raise SrlabError(f"--against {against}: neither a file nor a revision holding {relative} ({reason})")
+    return shown.stdout
+
+
+def lock_inputs(lock: dict) -> dict[str, dict]:
+    """Per stage of a dvc.lock, what made it and must be the same on every machine: its command,
+    its params and the hashes of its code (deps under src/ and stages/). Data, models and metrics
+    are left out: across CPU kinds they differ in the last bits (the metrics have `compare`)."""
+    inputs = {}
+    for name, stage in (lock or {}).get("stages", {}).items():
+        code = {d["path"]: d.get("md5") for d in stage.get("deps", []) if d["path"].startswith(("src/", "stages/"))}
+        inputs[name] = {"command": stage.get("cmd"), "params": stage.get("params", {}), "code": code}
+    return inputs
+
+
+def lock_drift(lock: dict, reference: dict) -> list[str]:
+    """One line per stage whose command, params or code differ between two dvc.lock files: the
+    reference's outputs (the committed metrics) were not made by this code and these params."""
+    ours, theirs = lock_inputs(lock), lock_inputs(reference)
+    failures = []
+    for name in sorted(set(ours) | set(theirs)):
+        if name not in ours or name not in theirs:
+            failures.append(f"stage {name} is in only one of the two dvc.lock files")
+            continue
+        for part in ("command", "params", "code"):
+            a, b = ours[name][part], theirs[name][part]
+            if a != b:
+                what = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)) if isinstance(a, dict) else []
+                failures.append(f"stage {name}: its {part} changed{' (' + ', '.join(what) + ')' if what else ''}")
+    return failures
 
 
 def compare(metrics: dict, reference: dict, tolerance: float) -> tuple[list[str], list[str]]:

@@ -23,6 +23,7 @@ def versions() -> dict[str, str]:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
+    found["torch"] = torch.__version__  # with its build tag (+cpu, +cu130): CPU and CUDA builds differ in the last bits
     return found
 
 

@@ -1,0 +1,153 @@
+"""Break each guarantee of the README on purpose and check that its test fails.
+
+    python bench/break_guarantees.py [--only NAME ...]
+
+For every entry below: copy the repository to a scratch folder, apply one edit that breaks the
+guarantee (the kind of slip a refactor makes), run the tests that guard it there, and report
+whether they failed, as they must. The working tree is never touched. A break whose tests still
+pass is a guarantee nobody is checking: the script exits 1 and names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Break:
+    name: str
+    guarantee: str
+    file: str
+    old: str  # text the edit replaces; it must occur exactly once
+    new: str
+    tests: tuple[str, ...]
+
+
+BREAKS = (
+    Break("atomic-writes", "checkpoints and outputs are written atomically; SIGKILL inside a save loses nothing",
+          "src/srlab/fileio.py", "        yield tmp\n", "        yield path\n        return\n",
+          ("tests/test_training.py::test_sigkill_mid_epoch_and_inside_every_kind_of_save_then_rerun_gives_the_same_weights",)),
+    Break("ctrl-c", "Ctrl-C: exit 130, one line, a resumable checkpoint",
+          "src/srlab/entry.py", "    except KeyboardInterrupt:", "    except ZeroDivisionError:",
+          ("tests/test_training.py::test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes",)),
+    Break("resume-other-data", "resume refuses a checkpoint made on other data",
+          "src/srlab/training.py", '"data": store.digest(job.patches),', '"data": None,',
+          ("tests/test_training.py::test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data",)),
+    Break("resume-other-params", "resume refuses a checkpoint made with other params",
+          "src/srlab/training.py", '"params": params, "weights"', '"params": None, "weights"',
+          ("tests/test_training.py::test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data",)),
+    Break("torchrun-whole-batch", "torchrun: each process trains its own share of every batch",
+          "src/srlab/training.py", "    share = slice(ranks.rank, None, ranks.world)\n", "    share = slice(None)\n",
+          ("tests/test_distributed.py::test_two_gloo_processes_match_one_process",)),
+    Break("torchrun-every-rank-writes", "torchrun: rank 0 alone scores, logs and writes checkpoints",
+          "src/srlab/training.py", "        if not ranks.main:\n            continue", "        if False:\n            continue",
+          ("tests/test_distributed.py::test_two_gloo_processes_match_one_process",)),
+    Break("srgan-discriminator-whole-batch", "SRGAN under torchrun: each discriminator sees its share, gradients averaged",
+          "src/srlab/training.py", "    share = slice(ranks.rank, None, ranks.world)\n", "    share = slice(None)\n",
+          ("tests/test_distributed.py::test_srgan_under_torchrun_keeps_one_discriminator_across_ranks",)),
+    Break("no-horizontal-flip", "the 8 symmetries of a square are drawn",
+          "src/srlab/training.py", "    x = torch.where(flips[0, :, None, None, None], x.flip(-1), x)\n", "",
+          ("tests/test_training.py::test_each_of_the_8_symmetries_is_drawn_and_turns_lr_and_hr_alike",)),
+    Break("flips-hr-only", "the same flips for LR and HR",
+          "src/srlab/training.py", "    return [apply_flips(_as_float(t), flips, layout) for t in (lr, hr)]",
+          "    return [_as_float(lr, layout), apply_flips(_as_float(hr), flips, layout)]",
+          ("tests/test_training.py::test_each_of_the_8_symmetries_is_drawn_and_turns_lr_and_hr_alike",)),
+    Break("scores-without-border", "scores follow the published convention on the saved images",
+          "src/srlab/evaluation.py", '"psnr": psnr_y(out, hr, scale)', '"psnr": psnr_y(out, hr, 0)',
+          ("tests/test_pipeline.py::test_scores_and_provenance_are_what_the_saved_images_and_the_run_say",)),
+    Break("provenance-wrong-count", "provenance says which data made the run",
+          "src/srlab/provenance.py", '"train_photos": len(manifest["train"]),', '"train_photos": len(manifest["val"]),',
+          ("tests/test_pipeline.py::test_scores_and_provenance_are_what_the_saved_images_and_the_run_say",)),
+    Break("bomb-limit-doubled", "images over 100 megapixels are refused before decoding, and only those",
+          "src/srlab/data/images.py", "            if im.width * im.height > max_pixels:",
+          "            if im.width * im.height > 2 * max_pixels:",
+          ("tests/test_images.py::test_the_default_bomb_limit_is_100_megapixels_checked_before_decoding",)),
+    Break("exif-wrong-way", "EXIF orientation turns the photo the way it is displayed",
+          "src/srlab/data/images.py", "                im = ImageOps.exif_transpose(im)",
+          "                im = ImageOps.exif_transpose(im).transpose(Image.Transpose.ROTATE_180)",
+          ("tests/test_images.py::test_exif_orientation_turns_the_photo_the_way_it_is_displayed",)),
+    Break("zero-vgg-layers", "all-zero loss.vgg_layers is refused before any work",
+          "src/srlab/params.py", 'return None if self.nonzero() else "every layer weight is 0; at least one must be above 0"',
+          "return None", ("tests/test_params.py::test_bad_parameters_name_the_key_the_value_and_what_is_allowed",)),
+    Break("writes-before-params", "a bad parameter stops a stage before it writes anything",
+          "src/srlab/entry.py", "    return parser.parse_args()\n",
+          "    Path('reports').mkdir(exist_ok=True)\n    (Path('reports') / 'started').write_text('')\n    return parser.parse_args()\n",
+          ("tests/test_params.py::test_a_typo_stops_every_stage_before_it_writes_anything",)),
+    Break("gate-ignores-code", "CI fails when the committed metrics were not made by the committed code",
+          "src/srlab/gate.py", 'if d["path"].startswith(("src/", "stages/"))}', 'if False}',
+          ("tests/test_gate.py::test_check_lock_passes_other_outputs_and_fails_other_code_or_params",)),
+    Break("gate-one-sided", "CI fails when a PSNR moves past the tolerance from the committed metrics",
+          "src/srlab/gate.py", "            if abs(delta) > tolerance:", "            if delta > tolerance:",
+          ("tests/test_gate.py",)),
+)
+
+def apply(root: Path, brk: Break) -> None:
+    path = root / brk.file
+    text = path.read_text()
+    if text.count(brk.old) != 1:
+        raise SystemExit(f"{brk.name}: the text to replace occurs {text.count(brk.old)} times in {brk.file}; update this script")
+    path.write_text(text.replace(brk.old, brk.new))
+
+
+def scratch_copy() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="srlab-breaks-"))
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
+    for name in listed.stdout.splitlines():
+        source = REPO / name
+        if source.is_file() and not name.startswith(("reports/", "docs/", "data/", "models/")):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    for name in ("reports", "dvc.lock"):  # the committed run, which some tests read
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, root / name, dirs_exist_ok=True)
+        elif (REPO / name).is_file():
+            shutil.copy2(REPO / name, root / name)
+    return root
+
+
+def run_tests(root: Path, tests: tuple[str, ...]) -> tuple[bool, float]:
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
+    imported = subprocess.run([sys.executable, "-c", "import srlab; print(srlab.__file__)"], env=env, cwd=root,
+                              capture_output=True, text=True).stdout.strip()
+    if not imported.startswith(str(root)):  # an install that shadows PYTHONPATH would test the unbroken code
+        raise SystemExit(f"break_guarantees: srlab imports from {imported}, not from the scratch copy {root}")
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], cwd=root,
+                          env=env, capture_output=True, text=True)
+    return done.returncode == 0, time.monotonic() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="names of the breaks to try (default: all)")
+    args = parser.parse_args()
+    chosen = [b for b in BREAKS if not args.only or b.name in args.only]
+    unguarded = []
+    print(f"{'break':<34} {'tests':<8} {'time':>6}  guarantee")
+    for brk in chosen:
+        root = scratch_copy()
+        try:
+            apply(root, brk)
+            passed, seconds = run_tests(root, brk.tests)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        print(f"{brk.name:<34} {'PASSED' if passed else 'failed':<8} {seconds:5.0f}s  {brk.guarantee}", flush=True)
+        if passed:
+            unguarded.append(brk.name)
+    if unguarded:
+        raise SystemExit(f"break_guarantees: these breaks went unnoticed by their tests: {', '.join(unguarded)}")
+    print(f"break_guarantees: each of the {len(chosen)} breaks made its tests fail")
+
+
+if __name__ == "__main__":
+    main()
