@@ -153,6 +153,32 @@ def test_test_set_downloads_in_the_official_layout(server, tmp_path, monkeypatch
     assert [p.name for p in found.iterdir()] == ["baby.png"]
 
 
+def test_download_test_sets_makes_a_mirror_once_from_the_checksummed_archive(server, tmp_path, monkeypatch, photo, capsys):
+    """What CI does on a machine with a network and no mirror: Set5 and Set14 out of one
+    benchmark.tar, verified, as a folder SRLAB_DATA_MIRROR can point at; a second run asks nothing."""
+    from srlab.cli import main
+
+    root, url = server
+    archive = _tar(root / "benchmark.tar", {"benchmark/Set5/HR/baby.png": _png(photo, 0), "benchmark/Set5/HR/bird.png": _png(photo, 1),
+                                            "benchmark/Set14/HR/lenna.png": _png(photo, 2),
+                                            "benchmark/Set14/LR_bicubic/X2/lennax2.png": _png(photo, 3)})
+    for name in ("Set5", "Set14"):
+        remote = sources.RemoteArchive(f"{url}/benchmark.tar", _md5(archive.read_bytes()), f"benchmark/{name}/HR", name)
+        monkeypatch.setitem(sources.TEST_SETS, name, remote)
+    monkeypatch.delenv("SRLAB_DATA_MIRROR", raising=False)
+    mirror = tmp_path / "cache" / "data"
+    main(["download-test-sets", str(mirror)])
+    assert sorted(p.relative_to(mirror).as_posix() for p in mirror.rglob("*")) == [
+        "Set14", "Set14/lenna.png", "Set5", "Set5/baby.png", "Set5/bird.png"]  # the archive itself is gone
+    assert (mirror / "Set5/bird.png").read_bytes() == _png(photo, 1)
+    asked = len(RangeHandler.requests)
+    main(["download-test-sets", str(mirror)])
+    assert len(RangeHandler.requests) == asked  # both sets were there: no download
+    monkeypatch.setenv("SRLAB_DATA_MIRROR", str(mirror))
+    assert sources.test_set_dir("Set14", tmp_path / "dl") == mirror / "Set14"
+    assert f"download-test-sets: point SRLAB_DATA_MIRROR at {mirror}" in capsys.readouterr().out
+
+
 def test_mirror_folder_is_used_before_the_network(tmp_path, monkeypatch):
     (tmp_path / "Set14").mkdir()
     monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path))

@@ -1,20 +1,46 @@
-"""The GitHub Actions workflow cannot run here; check that it parses and runs what .ci/run runs."""
+"""The GitHub Actions workflow cannot run here: check its steps' structure, and that CI gates on the committed run."""
 
 import yaml
 
 from conftest import REPO
 
 
-def test_workflow_parses_and_runs_the_ci_script():
+def _workflow() -> tuple[dict, list[dict]]:
     workflow = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    return workflow, workflow["jobs"]["reproduce"]["steps"]
+
+
+def test_workflow_runs_the_ci_script_on_pushes_and_pull_requests_with_the_full_history():
+    workflow, steps = _workflow()
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
     assert {"push", "pull_request"} <= set(triggers)
-    steps = workflow["jobs"]["reproduce"]["steps"]
-    commands = [step["run"] for step in steps if "run" in step]
-    assert "bash .ci/run" in commands  # the very same install / test / pipeline / gate steps
-    pr_only = [step for step in steps if step.get("if") == "github.event_name == 'pull_request'"]
-    assert any("dvc exp diff" in s.get("run", "") and "srlab compare" in s.get("run", "") for s in pr_only)
-    assert all("uses" in step or "run" in step for step in steps)
+    assert all(("uses" in step) != ("run" in step) for step in steps)  # each step does one thing
+    checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0  # the gates and `dvc exp diff` read earlier commits
+    ci = [i for i, step in enumerate(steps) if step.get("run", "").strip() == "bash .ci/run"]
+    assert len(ci) == 1 and "if" not in steps[ci[0]]  # the very same install / test / pipeline / gates, always
+    pr_only = [i for i, step in enumerate(steps) if step.get("if") == "github.event_name == 'pull_request'"]
+    assert pr_only and min(pr_only) > ci[0]  # the comparison reads what .ci/run made
+    assert any("dvc exp diff" in steps[i].get("run", "") and "srlab compare" in steps[i].get("run", "") for i in pr_only)
+
+
+def test_workflow_caches_the_test_sets_where_ci_downloads_them_and_never_fails_on_a_miss():
+    """A fork or a new repository has no cache: its first run downloads the test sets (checksummed)
+    and saves them; nothing needs saving by hand first."""
+    from srlab.data.sources import TEST_SETS
+
+    _, steps = _workflow()
+    cached = [step for step in steps if step.get("uses", "").startswith("actions/cache")]
+    assert len(cached) == 1
+    cache = cached[0]
+    assert cache["uses"].split("@")[0] == "actions/cache"  # restores and saves (not actions/cache/restore alone)
+    assert not cache.get("with", {}).get("fail-on-cache-miss", False)
+    assert steps.index(cache) < next(i for i, s in enumerate(steps) if s.get("run", "").strip() == "bash .ci/run")
+    ci_script = (REPO / ".ci/run").read_text()
+    assert '"${SRLAB_DATA_CACHE:-$HOME/.cache/srlab/data}"' in ci_script and "srlab download-test-sets" in ci_script
+    assert cache["with"]["path"] == "~/.cache/srlab/data"  # that default, as actions/cache writes $HOME
+    assert {remote.md5 for remote in TEST_SETS.values()} == {cache["with"]["key"].rsplit("-", 1)[1]}
+    assert "SRLAB_DATA_MIRROR" not in str(_workflow()[0])  # no mirror on GitHub: .ci/run picks the cache
 
 
 def test_ci_script_runs_the_readme_test_command():
@@ -23,6 +49,10 @@ def test_ci_script_runs_the_readme_test_command():
     assert "python -m pytest -q" in (REPO / ".ci/run").read_text()
 
 
-def test_ci_gate_compares_the_run_with_the_committed_metrics():
-    gate = next(line for line in (REPO / ".ci/run").read_text().splitlines() if line.startswith("srlab check-metrics"))
-    assert "--against HEAD" in gate and "--tolerance 0.05" in gate
+def test_ci_gates_on_the_committed_metrics_and_the_committed_dvc_lock():
+    lines = (REPO / ".ci/run").read_text().splitlines()
+    metrics_gate = next(line for line in lines if line.startswith("srlab check-metrics"))
+    assert "--against HEAD" in metrics_gate and "--tolerance 0.05" in metrics_gate
+    assert "srlab check-lock dvc.lock --against HEAD" in lines
+    assert lines.index("time dvc repro") < lines.index("srlab check-lock dvc.lock --against HEAD")
+    assert "set -euo pipefail" in lines  # any failing gate fails CI

@@ -47,6 +47,14 @@ def check_lock(args) -> None:
     print(f"check-lock: every stage's command, params and code are those of {args.against}'s {args.lock}")
 
 
+def download_test_sets(args) -> None:
+    from srlab.data.sources import fill_mirror
+
+    for folder in fill_mirror(args.folder, args.sets):
+        print(f"{folder}: {sum(1 for _ in folder.iterdir())} images")
+    print(f"download-test-sets: point SRLAB_DATA_MIRROR at {args.folder}")
+
+
 def inspect(args) -> None:
     from srlab import checkpoint
 
@@ -184,6 +192,11 @@ def main(argv: list[str] | None = None) -> None:
     lock.add_argument("--against", metavar="REV_OR_FILE", default="HEAD",
                       help="a dvc.lock file, or a git revision whose dvc.lock to compare with (default HEAD)")
     lock.set_defaults(func=check_lock)
+
+    dl = commands.add_parser("download-test-sets", help="make a data mirror of the test sets from their official archive")
+    dl.add_argument("folder", type=Path, help="the mirror folder (e.g. ~/.cache/srlab/data); SRLAB_DATA_MIRROR then points here")
+    dl.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=("Set5", "Set14"))
+    dl.set_defaults(func=download_test_sets)
 
     show = commands.add_parser("inspect", help="print what a model file or checkpoint holds")
     show.add_argument("checkpoint", type=Path)

@@ -15,7 +15,7 @@ from pathlib import Path
 from srlab.data.download import fetch, safe_extract
 from srlab.data.images import is_image_file
 from srlab.errors import SrlabError
-from srlab.fileio import file_md5
+from srlab.fileio import file_md5, staged_folder
 
 MIRROR_VARIABLE = "SRLAB_DATA_MIRROR"
 
@@ -167,3 +167,20 @@ def copy_images(paths: list[Path], dest: Path, numbered: bool) -> list[str]:
         shutil.copyfile(path, dest / name)
         names.append(name)
     return names
+
+
+def fill_mirror(folder: Path, names: list[str]) -> list[Path]:
+    """Make `folder` a data mirror of the test sets `names` (a folder of HR images each, as
+    $SRLAB_DATA_MIRROR expects), from their checksummed official archive. Sets already there are
+    kept; the archive is deleted once its sets are out, so the folder stays small enough to cache."""
+    folder, downloads = Path(folder), Path(folder) / ".downloads"
+    made = []
+    for name in names:
+        target = folder / TEST_SETS[name].mirror
+        if not target.is_dir():
+            images = _nonempty(archive_images(TEST_SETS[name], downloads), name)
+            with staged_folder(target) as staging:
+                copy_images(images, staging, numbered=False)
+        made.append(target)
+    shutil.rmtree(downloads, ignore_errors=True)
+    return made
