@@ -137,20 +137,25 @@ def test_zip_with_absolute_member_is_refused(tmp_path):
         safe_extract(archive, tmp_path / "out")
 
 
-def test_test_set_downloads_in_the_official_layout(server, tmp_path, monkeypatch, photo):
-    """A benchmark.tar built like EDSR's, served locally, ends up as a folder of HR images."""
-    from PIL import Image
+@pytest.mark.parametrize("name, image", [("Set5", "baby.png"), ("Set14", "lenna.png"), ("B100", "3096.png"), ("Urban100", "img_001.png")])
+def test_each_test_set_downloads_from_the_official_layout(server, tmp_path, monkeypatch, photo, name, image):
+    """A benchmark.tar built like EDSR's (all four sets, HR and LR folders), served locally: the
+    set asked for ends up as a folder of its HR images, and eval.sets accepts it."""
+    from srlab.params import parse_params
 
     root, url = server
-    buffer = io.BytesIO()
-    Image.fromarray(photo).save(buffer, format="PNG")
-    archive = _tar(root / "benchmark.tar", {"benchmark/Set5/HR/baby.png": buffer.getvalue(),
-                                            "benchmark/Set5/LR_bicubic/X2/babyx2.png": buffer.getvalue()})
-    remote = sources.RemoteArchive(f"{url}/benchmark.tar", _md5(archive.read_bytes()), "benchmark/Set5/HR", "Set5")
-    monkeypatch.setitem(sources.TEST_SETS, "Set5", remote)
+    members = {f"benchmark/{s}/{kind}/{i}.png": _png(photo, i) for i, s in enumerate(sources.TEST_SETS) for kind in ("HR", "LR_bicubic/X2")}
+    archive = _tar(root / "benchmark.tar", {**members, f"benchmark/{name}/HR/{image}": _png(photo, 9)})
+    real = sources.TEST_SETS[name]
+    assert (real.inner, real.mirror, real.filename) == (f"benchmark/{name}/HR", name, "benchmark.tar")
+    remote = sources.RemoteArchive(f"{url}/benchmark.tar", _md5(archive.read_bytes()), real.inner, real.mirror)
+    monkeypatch.setitem(sources.TEST_SETS, name, remote)
     monkeypatch.delenv("SRLAB_DATA_MIRROR", raising=False)
-    found = sources.test_set_dir("Set5", tmp_path / "downloads")
-    assert [p.name for p in found.iterdir()] == ["baby.png"]
+    found = sources.test_set_dir(name, tmp_path / "downloads")
+    index = list(sources.TEST_SETS).index(name)
+    assert sorted(p.name for p in found.iterdir()) == sorted([f"{index}.png", image])
+    assert (found / image).read_bytes() == _png(photo, 9)
+    assert parse_params({"eval": {"sets": [name]}}).eval.sets == (name,)
 
 
 def test_download_test_sets_makes_a_mirror_once_from_the_checksummed_archive(server, tmp_path, monkeypatch, photo, capsys):

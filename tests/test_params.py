@@ -39,7 +39,7 @@ def test_the_interface_key_loss_vgg_weight_exists():
         ({"data": {"scale": 5}}, "data.scale: 5 is not one of 2, 3, 4"),
         ({"loss": {"vgg_layers": {"relu2_2": -1}}}, "loss.vgg_layers.relu2_2: must be at least 0.0"),
         ({"loss": {"vgg_layers": {"relu5_3": 1}}}, "loss.vgg_layers.relu5_3: unknown parameter"),
-        ({"eval": {"sets": ["Set6"]}}, "eval.sets: 'Set6' is not one of Set5, Set14; did you mean 'Set5'?"),
+        ({"eval": {"sets": ["Set6"]}}, "eval.sets: 'Set6' is not one of Set5, Set14, B100, Urban100; did you mean 'Set5'?"),
         ({"loss": {"vgg_init": "missing.pth"}}, "loss.vgg_init: 'missing.pth' is neither 'imagenet' nor 'random' nor an existing file"),
         ({"train": {"residual": True}}, "train.residual: unknown parameter"),
         ({"model": {"residual": "yes"}}, "model.residual: expected true or false, got 'yes'"),

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
 
     dl = commands.add_parser("download-test-sets", help="make a data mirror of the test sets from their official archive")
     dl.add_argument("folder", type=Path, help="the mirror folder (e.g. ~/.cache/srlab/data); SRLAB_DATA_MIRROR then points here")
-    dl.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=("Set5", "Set14"))
+    dl.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=("Set5", "Set14", "B100", "Urban100"))
     dl.set_defaults(func=download_test_sets)
 
     show = commands.add_parser("inspect", help="print what a model file or checkpoint holds")

@@ -17,7 +17,6 @@ from srlab.plotting import plt, save_figure
 
 METRICS_FILE = "reports/metrics.json"
 SUFFIX = "_perceptual"  # the model whose trade-off the sweep moves: <model>_perceptual
-SETS = ("Set5", "Set14")
 
 
 @dataclass
@@ -92,14 +91,21 @@ def label(run: Experiment, keys: list[str]) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={_value(run.params.get(k))}" for k in keys) or run.name
 
 
+def scored_sets(runs: list[Experiment]) -> list[str]:
+    """The test sets any run was scored on, in the order eval.sets lists them."""
+    from srlab.params import TEST_SETS
+
+    return [s for s in TEST_SETS if any(s in run.metrics for run in runs)]
+
+
 def table(runs: list[Experiment], keys: list[str]) -> str:
     header = ["experiment", *keys]
-    for s in SETS:
+    for s in scored_sets(runs):
         header += [f"{s} PSNR", f"{s} SSIM", f"{s} perceptual"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         cells = [run.name, *(_value(run.params.get(k)) for k in keys)]
-        for s in SETS:
+        for s in scored_sets(runs):
             score = _perceptual_scores(run, s) or {}
             cells += [_fmt(score.get("psnr"), ".2f"), _fmt(score.get("ssim"), ".4f"), _fmt(score.get("perceptual"), ".6f")]
         lines.append("| " + " | ".join(cells) + " |")
@@ -118,8 +124,9 @@ def _fmt(value, spec: str) -> str:
 
 
 def figure(runs: list[Experiment], keys: list[str], out: Path) -> None:
-    fig, axes = plt.subplots(1, len(SETS), figsize=(6 * len(SETS), 4.5))
-    for ax, s in zip(axes, SETS):
+    sets = scored_sets(runs)
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5), squeeze=False)
+    for ax, s in zip(axes[0], sets):
         for run in runs:
             score = _perceptual_scores(run, s)
             if not score:

@@ -21,7 +21,7 @@ DEGRADATIONS = ("bicubic", "bilinear", "gaussian")  # one fixed kernel: what eva
 TRAIN_DEGRADATIONS = DEGRADATIONS + ("mixed",)  # mixed: one of the above drawn per patch
 UPSAMPLERS = ("bicubic", "bilinear")
 DEVICES = ("auto", "cpu", "cuda")
-TEST_SETS = ("Set5", "Set14")
+TEST_SETS = ("Set5", "Set14", "B100", "Urban100")  # all from EDSR's benchmark.tar
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 BACKBONE_INITS = ("imagenet", "random")  # or the path of a state dict
 MODELS = ("srcnn", "srcnn915", "rescnn", "srresnet", "johnson", "edsr")
@@ -127,7 +127,7 @@ class LossParams:
 
 @dataclass(frozen=True)
 class EvalParams:
-    sets: tuple[str, ...] = field(default=TEST_SETS, **_rule(items=TEST_SETS))
+    sets: tuple[str, ...] = field(default=("Set5", "Set14"), **_rule(items=TEST_SETS))
     degradation: str = field(default="bicubic", **_rule(choices=DEGRADATIONS))
     histogram_match: bool = False  # also score each model's output after colour histogram matching
     self_ensemble: bool = False  # also score <model>_x8: outputs averaged over the 8 flips and rotations of the input

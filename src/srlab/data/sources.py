@@ -34,10 +34,8 @@ class RemoteArchive:
 
 # EDSR's benchmark archive holds Set5, Set14, B100 and Urban100 with their HR ground truth.
 _EDSR_BENCHMARK = ("https://cv.snu.ac.kr/research/EDSR/benchmark.tar", "4ace41d33c2384b97e6b320cd0afd6ba")
-TEST_SETS = {
-    "Set5": RemoteArchive(*_EDSR_BENCHMARK, inner="benchmark/Set5/HR", mirror="Set5"),
-    "Set14": RemoteArchive(*_EDSR_BENCHMARK, inner="benchmark/Set14/HR", mirror="Set14"),
-}
+TEST_SETS = {name: RemoteArchive(*_EDSR_BENCHMARK, inner=f"benchmark/{name}/HR", mirror=name)
+             for name in ("Set5", "Set14", "B100", "Urban100")}
 
 # The archive and md5 torchvision's VOCSegmentation(year="2011") uses; 11,540 JPEG photos.
 VOC2011 = RemoteArchive(
