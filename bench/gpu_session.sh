@@ -46,7 +46,7 @@ case $part in
     ;;
   x3x4)
     for scale in 3 4; do
-      quality "bench/gpu_edsr_x$scale.yaml" "$work/out_x$scale" --init .device-data/out_x2/edsr_mse.pt --minutes 2.5
+      quality "bench/gpu_edsr_x$scale.yaml" "$work/out_x$scale" --init .device-data/out_x2/edsr_mse.safetensors --minutes 2.5
     done
     ;;
 esac
