@@ -73,8 +73,8 @@ def test_gpu_run_fits_epochs_to_the_budget_and_scores_the_model(tmp_path, mirror
     assert used["train"]["epochs"] >= 1 and metrics["run"]["epochs"] == used["train"]["epochs"]
     assert set(metrics["Set5"]) == {"bicubic", "srcnn_mse"} and metrics["run"]["device"].startswith("cpu")
 
-    x3 = _gpu_run(tmp_path, _shrunk_recipe(tmp_path, "x3.yaml", 3, 30), "x3", "--init", str(tmp_path / "x2" / "srcnn_mse.pt"), mirror=mirror)
-    assert x3["run"]["init"].endswith("srcnn_mse.pt") and x3["Set5"]["srcnn_mse"]["psnr"] > 0
+    x3 = _gpu_run(tmp_path, _shrunk_recipe(tmp_path, "x3.yaml", 3, 30), "x3", "--init", str(tmp_path / "x2" / "srcnn_mse.safetensors"), mirror=mirror)
+    assert x3["run"]["init"].endswith("srcnn_mse.safetensors") and x3["Set5"]["srcnn_mse"]["psnr"] > 0
     total = x3["run"]["train_seconds"] + metrics["run"]["train_seconds"]
     assert abs(x3["run"]["train_seconds_with_init"] - total) <= 0.1
 

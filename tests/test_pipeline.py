@@ -75,7 +75,7 @@ def test_repro_then_vgg_weight_experiment_reruns_only_what_depends_on_it(project
     first = _run("dvc repro", repo, env)
     assert _stages_run(first.stdout) == {"download", "prepare", "train_mse", "train_perceptual", "evaluate", "plots"}
     for out in ("reports/metrics.json", "reports/per_image.csv", "reports/curves_mse.png",
-                "reports/curves_perceptual.png", "reports/figures/Set5/baby.png", "models/perceptual.pt"):
+                "reports/curves_perceptual.png", "reports/figures/Set5/baby.png", "models/perceptual.safetensors"):
         assert (repo / out).is_file(), out
     _run("git add -A && git commit -qm baseline", repo, env)
 
@@ -168,7 +168,7 @@ def test_push_clone_pull_then_same_seed_same_metrics_other_seed_other_metrics(pr
     _run("dvc pull", clone, env)
     assert json.loads(_run("dvc status --json", clone, env).stdout) == {}
     assert _stages_run(_run("dvc repro", clone, env).stdout) == set()
-    for out in ("reports/metrics.json", "models/mse.pt", "data/patches/train_hr.npy", "reports/figures/Set5/baby.png"):
+    for out in ("reports/metrics.json", "models/mse.safetensors", "data/patches/train_hr.npy", "reports/figures/Set5/baby.png"):
         assert (clone / out).read_bytes() == (repo / out).read_bytes(), out
 
     # run everything again from scratch on this "machine": the same seed gives the same bytes

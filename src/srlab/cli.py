@@ -47,6 +47,19 @@ def check_lock(args) -> None:
     print(f"check-lock: every stage's command, params and code are those of {args.against}'s {args.lock}")
 
 
+def export(args) -> None:
+    from srlab.export import check_onnx, export_onnx
+
+    meta = export_onnx(args.model, args.onnx, args.opset)
+    print(f"{args.model} -> {args.onnx}: {meta['arch']} x{meta['scale']}, ONNX opset {args.opset}, dynamic height and width")
+    try:
+        diff = check_onnx(args.model, args.onnx)
+    except SrlabError as exc:
+        print(f"export: not checked: {exc}")
+        return
+    print(f"export: onnxruntime matches PyTorch on a 37x53 input to {diff:.1e} (max absolute difference)")
+
+
 def download_test_sets(args) -> None:
     from srlab.data.sources import fill_mirror
 
@@ -126,9 +139,9 @@ def train_command(args) -> None:
     p = load_params(args.params, args.set)
     read_index(args.patches)  # one line before the run folder is made, when prepare has not run
     if args.stage == "perceptual" and p.train.perceptual_init == "mse" and not args.init:
-        raise SrlabError("--init MODEL is needed to fine-tune (e.g. models/mse.pt), or --set train.perceptual_init=scratch")
+        raise SrlabError("--init MODEL is needed to fine-tune (e.g. models/mse.safetensors), or --set train.perceptual_init=scratch")
     out = args.out or Path("runs") / f"{p.model.name}_{args.stage}"
-    job = TrainJob.for_stage(args.stage, p, args.patches, out / "model.pt", out / "checkpoints", live=out / "live", init_from=args.init)
+    job = TrainJob.for_stage(args.stage, p, args.patches, out / "model.safetensors", out / "checkpoints", live=out / "live", init_from=args.init)
     _run_job(job, must_resume=False)
 
 
@@ -193,6 +206,12 @@ def main(argv: list[str] | None = None) -> None:
                       help="a dvc.lock file, or a git revision whose dvc.lock to compare with (default HEAD)")
     lock.set_defaults(func=check_lock)
 
+    ex = commands.add_parser("export", help="write a model file as ONNX (onnxruntime, chaiNNer)")
+    ex.add_argument("model", type=Path, help="a model file, e.g. models/mse.safetensors")
+    ex.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    ex.set_defaults(func=export)
+
     dl = commands.add_parser("download-test-sets", help="make a data mirror of the test sets from their official archive")
     dl.add_argument("folder", type=Path, help="the mirror folder (e.g. ~/.cache/srlab/data); SRLAB_DATA_MIRROR then points here")
     dl.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=("Set5", "Set14", "B100", "Urban100"))
@@ -204,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
 
     sr = commands.add_parser("super-resolve", help="upscale images of any size with a trained model")
     sr.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files (any mode: grey, RGBA, 16-bit...)")
-    sr.add_argument("--checkpoint", type=Path, required=True, help="a model file, e.g. models/mse.pt")
+    sr.add_argument("--checkpoint", type=Path, required=True, help="a model file, e.g. models/mse.safetensors (or an older .pt)")
     sr.add_argument("--out", type=Path, required=True, help="folder for <name>_x<scale>.png")
     sr.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sr.add_argument("--tile", type=int, default=256, help="LR tile side; memory grows with its square (default 256)")

@@ -226,7 +226,7 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
 
     meta = {**_model_meta(job, model, device), "epochs": job.epochs, "best": best, "history": history}
     if ranks.main:
-        checkpoint.save(job.model_out, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta})
+        checkpoint.save_model(job.model_out, {k: v.cpu() for k, v in model.state_dict().items()}, meta)
     return meta
 
 
@@ -270,7 +270,7 @@ def _model_meta(job: TrainJob, model, device) -> dict:
         "arch": p.model.name, "scale": p.data.scale, "upsample": p.model.upsample, "residual": p.model.residual,
         "parameters": count_parameters(model), "loss_weights": {k: w for k, w in job.weights.items() if w > 0},
         "backbone": describe_vgg(p.loss.vgg_init, p.seed), "device": describe_device(device),
-        "torch": str(torch.__version__), "srlab": __version__,
+        "torch": str(torch.__version__), "srlab": __version__, "params": p.to_dict(),
     }
 
 
