@@ -553,3 +553,52 @@ def test_a_crop_larger_than_the_prepared_patches_is_one_line(tmp_path, patches):
     with pytest.raises(SrlabError, match="train.crop_size: 24 is larger than the 16 px patches in"):
         train(job)
     assert not (tmp_path / "c").exists()
+
+
+def test_ema_weights_are_validated_saved_and_resumed_exactly(tmp_path, patches, monkeypatch):
+    """train.ema_decay: the model file and the curves are the moving average's, which a run that
+    was interrupted and resumed reproduces bit for bit; 0 leaves today's run as it was."""
+    from srlab.ema import WeightAverage
+
+    plain = train(_job(tmp_path, patches, "plain", epochs=3))
+    straight = train(_job(tmp_path, patches, "ema", epochs=3, ema_decay=0.9))
+    assert straight["history"] != plain["history"]
+    assert train(_job(tmp_path, patches, "off", epochs=3, ema_decay=0.0))["history"] == plain["history"]
+    # the model file holds the average: not the last step's weights, which last.pt keeps
+    state = checkpoint.load(tmp_path / "ema" / "ckpt" / "last.pt")
+    model_file = _weights(tmp_path / "ema" / "model.pt")
+    assert all(torch.equal(model_file[k], v) for k, v in state["ema"]["model"].items())
+    assert not all(torch.equal(model_file[k], v) for k, v in state["model"].items())
+    assert state["ema"]["updates"] == 3 * 24 // 8  # one update per step
+
+    calls = []  # interrupted after 2 epochs, resumed to 3
+    real_save = checkpoint.save
+
+    def stop_after_two(path, payload):
+        real_save(path, payload)
+        if path.name == "last.pt" and payload["meta"]["epoch"] == 2:
+            calls.append(path)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(_job(tmp_path, patches, "resumed", epochs=3, ema_decay=0.9))
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    resumed = train(_job(tmp_path, patches, "resumed", epochs=3, ema_decay=0.9))
+    assert calls and resumed["history"] == straight["history"]
+    again = _weights(tmp_path / "resumed" / "model.pt")
+    assert all(torch.equal(again[k], v) for k, v in model_file.items())
+
+    # the decay ramps up, so the average of a short run is not mostly the initial weights
+    layer = torch.nn.Linear(1, 1, bias=False)
+    layer.weight.data.fill_(0.0)
+    average = WeightAverage(layer, 0.999)
+    layer.weight.data.fill_(1.0)
+    for _ in range(10):
+        average.update(layer)
+    assert 0.5 < float(average.model.weight) < 1.0
+
+
+def test_an_ema_decay_of_1_or_more_is_refused():
+    with pytest.raises(SrlabError, match="train.ema_decay: must be less than 1.0, got 1"):
+        parse_params({"train": {"ema_decay": 1}})

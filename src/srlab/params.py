@@ -80,6 +80,9 @@ class TrainParams:
     compile: bool = False  # torch.compile the model (minutes of compiling; pays off on long GPU runs)
     crop_size: int = field(default=0, **_rule(min=0))  # HR side of a random crop of each patch, drawn every step; 0: whole patches
     epoch_samples: int = field(default=0, **_rule(min=0))  # pairs drawn per epoch (a random subset, new each epoch); 0: all
+    # exponential moving average of the weights, used for validation, the best checkpoints and the
+    # model file; 0 switches it off (SR toolboxes use 0.999 on long runs; see srlab.ema)
+    ema_decay: float = field(default=0.0, **_rule(min=0.0, max_exclusive=1.0))
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,8 @@ def _check_value(key: str, value: Any, default: Any, rules) -> Any:
         raise SrlabError(f"{key}: must be at least {rules['min']}, got {value!r}")
     if "min_exclusive" in rules and value <= rules["min_exclusive"]:
         raise SrlabError(f"{key}: must be greater than {rules['min_exclusive']}, got {value!r}")
+    if "max_exclusive" in rules and value >= rules["max_exclusive"]:
+        raise SrlabError(f"{key}: must be less than {rules['max_exclusive']}, got {value!r}")
     return value
 
 

@@ -29,6 +29,7 @@ from srlab import __version__, checkpoint, distributed
 from srlab.backbones import describe_vgg
 from srlab.data import store
 from srlab.device import describe_device, resolve_device, seed_everything
+from srlab.ema import WeightAverage
 from srlab.errors import SrlabError
 from srlab.fileio import file_md5, remove_stale_temporaries
 from srlab.inference import CHANNELS_LAST
@@ -134,6 +135,7 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     discriminator = build_discriminator().to(device, memory_format=layout) if adversarial else None
     objective = SRLoss(build_terms(p.loss, job.weights, p.seed, perceptual, discriminator), job.weights).to(device)
     scored = {"train": _Scored(train_probe, perceptual, layout), "val": _Scored(val_probe, perceptual, layout)}
+    average = WeightAverage(model, p.train.ema_decay) if p.train.ema_decay > 0 else None
     net = DistributedDataParallel(model) if ranks.world > 1 else model  # averages gradients across ranks
     net = torch.compile(net) if p.train.compile else net
     optimizer = torch.optim.Adam(model.parameters(), lr=p.train.lr)
@@ -154,6 +156,8 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
         if adversarial:
             discriminator.load_state_dict(state["discriminator"])
             optimizer_d.load_state_dict(state["optimizer_d"])
+        if average:
+            average.load_state_dict(state["ema"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, history, best = state["meta"]["epoch"], state["meta"]["history"], state["meta"]["best"]
@@ -186,6 +190,8 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
             for group in (*optimizer.param_groups, *(optimizer_d.param_groups if adversarial else ())):
                 group["lr"] = rate
             sr, loss, terms = optimisation_step(net, objective, optimizer, autocast, lr, hr)
+            if average:
+                average.update(model)
             if adversarial:  # then the discriminator learns to tell this batch's outputs from HR
                 optimizer_d.zero_grad(set_to_none=True)
                 with autocast:
@@ -206,27 +212,30 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
             row["train/lr"] = rate
         if not ranks.main:
             continue  # rank 0 scores, logs and checkpoints; the others go on to the next epoch
+        evaluated = average.model if average else model  # what is scored, kept as best and written as the model
         for split, patches in scored.items():
-            row.update({f"{split}/{k}": v for k, v in patches.score(model).items()})
+            row.update({f"{split}/{k}": v for k, v in patches.score(evaluated).items()})
         history.append(row)
         log(row)
         bar.set_postfix(loss=f"{row['train/loss']:.4g}", val_psnr=f"{row['val/psnr']:.2f}")
         for metric, filename in BEST.items():  # best-so-far on val, before last.pt so a crash keeps them consistent
             if row[f"val/{metric}"] > best[metric]:
                 best[metric] = row[f"val/{metric}"]
-                checkpoint.save(job.checkpoint_dir / filename, {"model": model.state_dict(), "meta": {
-                    **_model_meta(job, model, device), "epoch": epoch + 1, f"val_{metric}": best[metric]}})
+                checkpoint.save(job.checkpoint_dir / filename, {"model": evaluated.state_dict(), "meta": {
+                    **_model_meta(job, evaluated, device), "epoch": epoch + 1, f"val_{metric}": best[metric]}})
         checkpoint.save(last_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             **({"discriminator": discriminator.state_dict(), "optimizer_d": optimizer_d.state_dict()} if adversarial else {}),
+            **({"ema": average.state_dict()} if average else {}),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
             "meta": {"fingerprint": fingerprint, "epoch": epoch + 1, "history": history, "best": best,
                      "job": job.describe(), "params": p.to_dict()},
         })
 
-    meta = {**_model_meta(job, model, device), "epochs": job.epochs, "best": best, "history": history}
+    final = average.model if average else model
+    meta = {**_model_meta(job, final, device), "epochs": job.epochs, "best": best, "history": history}
     if ranks.main:
-        checkpoint.save_model(job.model_out, {k: v.cpu() for k, v in model.state_dict().items()}, meta)
+        checkpoint.save_model(job.model_out, {k: v.cpu() for k, v in final.state_dict().items()}, meta)
     return meta
 
 
