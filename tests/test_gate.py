@@ -117,3 +117,30 @@ def test_check_lock_passes_other_outputs_and_fails_other_code_or_params(tmp_path
         err = capsys.readouterr().err
         assert exit_info.value.code == 1 and err.count("\n") == 1 and message in err
         assert "run `dvc repro` and commit dvc.lock and reports/" in err
+
+
+def _shown(tmp_path, with_lpips: bool) -> str:
+    """`dvc exp show --json` of a commit and two experiments varying loss.vgg_weight."""
+    def run(rev, weight, psnr, lpips):
+        scores = {"psnr": psnr, "ssim": 0.9, "perceptual": 0.001 / (1 + weight), **({"lpips": lpips} if with_lpips else {})}
+        note = "LPIPS-VGG (lpips 0.1.4 linear layers, ImageNet VGG16 vgg16-397923af.pth)" if with_lpips else "not computed: no ImageNet VGG16 weights"
+        metrics = {s: {"bicubic": {"psnr": 30.0, "ssim": 0.8, "perceptual": 0.002}, "srcnn_perceptual": scores} for s in ("Set5", "Set14")}
+        return {"rev": rev, "name": rev, "data": {"metrics": {"reports/metrics.json": {"data": {**metrics, "provenance": {"lpips": note}}}},
+                                                  "params": {"params.yaml": {"data": {"loss": {"vgg_weight": weight}}}}}}
+    commit = run("a" * 40, 1.0, 35.0, 0.10)
+    commit["experiments"] = [{"revs": [run("exp-low", 0.3, 35.1, 0.12)]}, {"revs": [run("exp-high", 3.0, 34.8, 0.08)]}]
+    path = tmp_path / "shown.json"
+    path.write_text(json.dumps([commit]))
+    return str(path)
+
+
+def test_compare_plots_psnr_against_lpips_when_the_runs_have_it(tmp_path, capsys):
+    main(["compare", "--from-json", _shown(tmp_path, True), "--out", str(tmp_path / "lpips"), "--x", "lpips"])
+    table = (tmp_path / "lpips" / "experiments.md").read_text()
+    assert "Set5 LPIPS" in table and "| 0.0800 |" in table and "| exp-high | 3 |" in table
+    assert (tmp_path / "lpips" / "perception_distortion.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit):  # runs scored without ImageNet weights have no LPIPS: say why, plot nothing
+        main(["compare", "--from-json", _shown(tmp_path, False), "--out", str(tmp_path / "none"), "--x", "lpips"])
+    err = capsys.readouterr().err
+    assert "--x lpips: no experiment has LPIPS scores (not computed: no ImageNet VGG16 weights)" in err
+    assert not (tmp_path / "none").exists()

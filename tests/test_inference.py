@@ -146,3 +146,65 @@ def test_cli_self_ensemble_writes_the_ensembled_image(tmp_path, srcnn, photo):
           "--self-ensemble", str(tmp_path / "a.png")])
     written = np.asarray(Image.open(tmp_path / "out" / "a_x2.png"))
     assert np.array_equal(written, self_ensemble(srcnn, photo[:40, :30], "cpu", tile=256))
+
+
+def _vgg16_file(folder, seed=0):
+    """A VGG16 state dict under torchvision's ImageNet file name, made here (random weights), and
+    the sha256 prefix it has: what a test patches in, so the code path runs without calling these
+    weights ImageNet's anywhere else."""
+    import hashlib
+
+    from torchvision.models import vgg16
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "vgg16-397923af.pth"
+    features = {k: v for k, v in vgg16(weights=None).state_dict().items() if k.startswith("features.")}
+    torch.save(features, path)  # LPIPS reads the convolutions alone (the classifier is 90% of the file)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+
+
+def test_lpips_is_reported_per_set_method_and_image_when_the_imagenet_backbone_is_there(tmp_path, srcnn, photo, monkeypatch):
+    from srlab import lpips_score
+    from srlab.evaluation import evaluate
+    from srlab.params import parse_params
+
+    (tmp_path / "test" / "Set5").mkdir(parents=True)
+    for name, image in (("a", photo), ("b", photo[::-1, ::-1])):
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp_path / "test" / "Set5" / f"{name}.png")
+    _, prefix = _vgg16_file(tmp_path / "mirror")
+    monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path / "mirror"))
+    monkeypatch.setattr(lpips_score, "SHA256_PREFIX", prefix)
+    params = parse_params({"eval": {"sets": ["Set5"]}, "train": {"device": "cpu"}})
+    summary, table = evaluate(params, tmp_path / "test", {"srcnn_mse": _model_file(tmp_path, srcnn)}, tmp_path / "sr")
+    assert summary["provenance"]["lpips"].startswith("LPIPS-VGG (lpips 0.1") and "vgg16-397923af.pth" in summary["provenance"]["lpips"]
+    for method in ("bicubic", "srcnn_mse"):
+        per_image = table[(table.method == method)]["lpips"]
+        assert len(per_image) == 2 and (per_image > 0).all()
+        assert summary["Set5"][method]["lpips"] == pytest.approx(per_image.mean(), abs=1e-6)
+    scorer = lpips_score.LPIPS(tmp_path / "mirror" / "vgg16-397923af.pth", torch.device("cpu"))
+    assert scorer(photo, photo) == pytest.approx(0.0, abs=1e-6)  # a distance: 0 for the same image
+    assert scorer(photo, photo // 2) > scorer(photo, np.clip(photo.astype(int) + 3, 0, 255).astype(np.uint8))
+
+
+def test_without_the_imagenet_backbone_the_metrics_say_lpips_was_not_computed_and_why(tmp_path, srcnn, photo, monkeypatch):
+    from srlab.evaluation import evaluate
+    from srlab.params import parse_params
+
+    (tmp_path / "test" / "Set5").mkdir(parents=True)
+    Image.fromarray(photo).save(tmp_path / "test" / "Set5" / "a.png")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    model = _model_file(tmp_path, srcnn)
+    cases = {  # mirror folder, eval.lpips -> what the metrics must say
+        "none": ("empty", "auto", "not computed: no ImageNet VGG16 weights (vgg16-397923af.pth in"),
+        "foreign": ("other", "auto", "is not torchvision's ImageNet VGG16 (sha256"),
+        "off": ("other", "off", "not computed: eval.lpips is off"),
+    }
+    (tmp_path / "empty").mkdir()
+    _vgg16_file(tmp_path / "other")  # random weights under the ImageNet name: their hash gives them away
+    for mirror, setting, message in cases.values():
+        monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path / mirror))
+        params = parse_params({"eval": {"sets": ["Set5"], "lpips": setting}, "train": {"device": "cpu"}})
+        summary, table = evaluate(params, tmp_path / "test", {"srcnn_mse": model}, tmp_path / "sr")
+        assert message in summary["provenance"]["lpips"]
+        assert "lpips" not in table.columns and all("lpips" not in s for s in summary["Set5"].values())

@@ -59,7 +59,7 @@ def backbone(name: str, init: str, seed: int, param: str = "loss.vgg_init") -> n
             model = spec.build(weights=None)
     else:
         model = spec.build(weights=None)
-        state = _imagenet_state(spec, param) if init == "imagenet" else _state_from_file(Path(init), name, spec, param)
+        state = _imagenet_state(spec, param) if init == "imagenet" else state_from_file(Path(init), name, spec, param)
         model.load_state_dict(state)
     model.eval().requires_grad_(False)
     return model
@@ -72,7 +72,7 @@ def vgg16_features(init: str, seed: int) -> nn.Sequential:
 def _imagenet_state(spec: Backbone, param: str) -> dict:
     mirror = os.environ.get("SRLAB_DATA_MIRROR")
     if mirror and (Path(mirror) / spec.filename).is_file():
-        return _state_from_file(Path(mirror) / spec.filename, spec.build.__name__, spec, param)
+        return state_from_file(Path(mirror) / spec.filename, spec.build.__name__, spec, param)
     try:
         return spec.weights.get_state_dict(progress=True, check_hash=True)
     except Exception as exc:  # offline, proxy, hash: all mean "not available here"
@@ -82,7 +82,7 @@ def _imagenet_state(spec: Backbone, param: str) -> dict:
         ) from None
 
 
-def _state_from_file(path: Path, name: str, spec: Backbone, param: str) -> dict:
+def state_from_file(path: Path, name: str, spec: Backbone, param: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
     except Exception as exc:

@@ -126,7 +126,7 @@ def compare(args) -> None:
     else:
         shown = exp_show(("--all-commits",) if args.all_commits else ())
     runs = experiments(shown)
-    picture, markdown = write_report(runs, args.out)
+    picture, markdown = write_report(runs, args.out, args.x)
     print(markdown.read_text().split("\n![")[0])
     print(f"compare: {len(runs)} experiments -> {picture}, {markdown}")
 
@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     cmp.add_argument("--out", type=Path, default=Path("reports/compare"), help="folder for the PNG and markdown")
     cmp.add_argument("--all-commits", action="store_true", help="include experiments of every commit, not just HEAD")
     cmp.add_argument("--from-json", type=Path, help="read saved `dvc exp show --json` output instead of running it")
+    cmp.add_argument("--x", choices=("perceptual", "lpips"), default="perceptual",
+                     help="the distance to plot PSNR against: the VGG16 perceptual distance, or LPIPS where it was computed")
     cmp.set_defaults(func=compare)
 
     tr = commands.add_parser("train", help="train outside DVC, with parameter overrides")

@@ -100,14 +100,16 @@ def scored_sets(runs: list[Experiment]) -> list[str]:
 
 def table(runs: list[Experiment], keys: list[str]) -> str:
     header = ["experiment", *keys]
+    with_lpips = any("lpips" in (_perceptual_scores(run, s) or {}) for run in runs for s in scored_sets(runs))
     for s in scored_sets(runs):
-        header += [f"{s} PSNR", f"{s} SSIM", f"{s} perceptual"]
+        header += [f"{s} PSNR", f"{s} SSIM", f"{s} perceptual", *([f"{s} LPIPS"] if with_lpips else [])]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         cells = [run.name, *(_value(run.params.get(k)) for k in keys)]
         for s in scored_sets(runs):
             score = _perceptual_scores(run, s) or {}
             cells += [_fmt(score.get("psnr"), ".2f"), _fmt(score.get("ssim"), ".4f"), _fmt(score.get("perceptual"), ".6f")]
+            cells += [_fmt(score.get("lpips"), ".4f")] if with_lpips else []
         lines.append("| " + " | ".join(cells) + " |")
     backbone = runs[0].metrics.get("provenance", {}).get("perceptual_backbone", "unknown")
     return (f"Scores of the perceptual model (`<model>{SUFFIX}`) per experiment (Y-PSNR, Y-SSIM, VGG16 perceptual distance; lower is closer).\n"
@@ -123,18 +125,21 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def figure(runs: list[Experiment], keys: list[str], out: Path) -> None:
+DISTANCES = {"perceptual": "VGG16 perceptual distance", "lpips": "LPIPS-VGG"}  # lower is closer
+
+
+def figure(runs: list[Experiment], keys: list[str], out: Path, distance: str = "perceptual") -> None:
     sets = scored_sets(runs)
     fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5), squeeze=False)
     for ax, s in zip(axes[0], sets):
         for run in runs:
             score = _perceptual_scores(run, s)
-            if not score:
+            if not score or distance not in score:
                 continue
-            ax.scatter(score["perceptual"], score["psnr"], color="tab:orange")
-            ax.annotate(label(run, keys), (score["perceptual"], score["psnr"]), fontsize=8,
+            ax.scatter(score[distance], score["psnr"], color="tab:orange")
+            ax.annotate(label(run, keys), (score[distance], score["psnr"]), fontsize=8,
                         xytext=(4, 4), textcoords="offset points")
-        ax.set(title=f"{s}: perception-distortion (<model>{SUFFIX})", xlabel="perceptual distance (lower is better)",
+        ax.set(title=f"{s}: perception-distortion (<model>{SUFFIX})", xlabel=f"{DISTANCES[distance]} (lower is better)",
                ylabel="Y-PSNR (dB, higher is better)")
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         ax.xaxis.set_major_locator(plt.MaxNLocator(5))
@@ -143,9 +148,13 @@ def figure(runs: list[Experiment], keys: list[str], out: Path) -> None:
     save_figure(fig, out)
 
 
-def write_report(runs: list[Experiment], out_dir: Path) -> tuple[Path, Path]:
+def write_report(runs: list[Experiment], out_dir: Path, distance: str = "perceptual") -> tuple[Path, Path]:
+    """The table of every run, and PSNR against `distance` (perceptual or lpips) per test set."""
+    if distance == "lpips" and not any("lpips" in (_perceptual_scores(run, s) or {}) for run in runs for s in scored_sets(runs)):
+        notes = {run.metrics.get("provenance", {}).get("lpips", "an srlab without LPIPS") for run in runs}
+        raise SrlabError(f"--x lpips: no experiment has LPIPS scores ({'; '.join(sorted(notes))})")
     keys = varied_params(runs)
     picture, markdown = out_dir / "perception_distortion.png", out_dir / "experiments.md"
-    figure(runs, keys, picture)
+    figure(runs, keys, picture, distance)
     write_text(markdown, table(runs, keys) + f"\n![perception-distortion]({picture.name})\n")
     return picture, markdown

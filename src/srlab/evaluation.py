@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ from srlab.device import resolve_device
 from srlab.errors import SrlabError
 from srlab.inference import CHANNELS_LAST, histogram_match, self_ensemble, super_resolve, to_tensor
 from srlab.losses import build_perceptual
+from srlab.lpips_score import LPIPS, imagenet_vgg16_file
 from srlab.metrics import psnr_y, ssim_y
 from srlab.params import Params
 
@@ -36,6 +38,7 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
     perceptual = build_perceptual(params.loss.vgg_init, params.seed, params.eval.vgg_layers)
     perceptual = perceptual.to(device, memory_format=CHANNELS_LAST)
     nets = {name: load_model(path, scale)[0].to(device, memory_format=CHANNELS_LAST) for name, path in models.items()}
+    lpips, lpips_note = lpips_scorer(params, device)
     rows = []
     for set_name in params.eval.sets:
         for path in tqdm(test_images(test_root / set_name), desc=f"evaluate {set_name}", unit="img", disable=None):
@@ -54,14 +57,29 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
                     rows.append({
                         "set": set_name, "image": path.stem, "method": method,
                         "psnr": psnr_y(out, hr, scale), "ssim": ssim_y(out, hr, scale), "perceptual": distance,
+                        **({"lpips": lpips(out, hr)} if lpips else {}),
                     })
                     save_png(sr_root / set_name / method / f"{path.stem}.png", out)
     table = pd.DataFrame(rows)
-    return summarise(table, params), table
+    summary = summarise(table, params)
+    summary["provenance"]["lpips"] = lpips_note
+    return summary, table
+
+
+def lpips_scorer(params: Params, device: torch.device) -> tuple[LPIPS | None, str]:
+    """LPIPS-VGG when eval.lpips allows it and torchvision's ImageNet VGG16 is on disk, and what
+    the metrics say about it either way."""
+    if params.eval.lpips == "off":
+        return None, "not computed: eval.lpips is off"
+    weights, why_not = imagenet_vgg16_file()
+    if weights is None:
+        return None, f"not computed: {why_not}; LPIPS is never computed on other weights"
+    return LPIPS(weights, device), f"LPIPS-VGG (lpips {metadata.version('lpips')} linear layers, ImageNet VGG16 {weights.name})"
 
 
 def summarise(table: pd.DataFrame, params: Params) -> dict:
-    means = table.groupby(["set", "method"], sort=False)[["psnr", "ssim", "perceptual"]].mean()
+    scores = [c for c in ("psnr", "ssim", "perceptual", "lpips") if c in table.columns]
+    means = table.groupby(["set", "method"], sort=False)[scores].mean()
     summary: dict = {}
     for (set_name, method), row in means.iterrows():
         summary.setdefault(set_name, {})[method] = {k: round(float(v), 6) for k, v in row.items()}

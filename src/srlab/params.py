@@ -134,6 +134,7 @@ class EvalParams:
     degradation: str = field(default="bicubic", **_rule(choices=DEGRADATIONS))
     histogram_match: bool = False  # also score each model's output after colour histogram matching
     self_ensemble: bool = False  # also score <model>_x8: outputs averaged over the 8 flips and rotations of the input
+    lpips: str = field(default="auto", **_rule(choices=("auto", "off")))  # auto: LPIPS-VGG when torchvision's ImageNet VGG16 is on disk
     vgg_layers: LayerWeights = field(default_factory=LayerWeights)
 
 

@@ -1,0 +1,70 @@
+"""LPIPS (Zhang et al., 2018), the learned perceptual distance SR papers report beside PSNR/SSIM.
+
+The `lpips` package's VGG variant: its calibrated linear layers ship inside its wheel, its VGG16
+backbone must be torchvision's ImageNet weights. srlab never computes LPIPS on any other backbone:
+the file is taken only when its SHA-256 starts with the prefix torchvision names it by, and where
+it cannot be had the metrics say LPIPS was not computed, and why. It is never downloaded here: it
+is looked for in $SRLAB_DATA_MIRROR and torch's hub cache ($TORCH_HOME/hub/checkpoints), where
+`loss.vgg_init: imagenet` leaves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from srlab.backbones import BACKBONES, state_from_file
+
+VGG16 = BACKBONES["vgg16"]
+SHA256_PREFIX = VGG16.filename.rsplit("-", 1)[1].split(".")[0]  # vgg16-397923af.pth: torchvision's check
+
+
+def imagenet_vgg16_file() -> tuple[Path | None, str]:
+    """(the verified ImageNet VGG16 weights file, "") or (None, why there is none)."""
+    mirror = os.environ.get("SRLAB_DATA_MIRROR")
+    places = ([Path(mirror)] if mirror else []) + [Path(torch.hub.get_dir()) / "checkpoints"]
+    for place in places:
+        path = place / VGG16.filename
+        if path.is_file():
+            digest = _sha256(path)
+            if not digest.startswith(SHA256_PREFIX):
+                return None, f"{path} is not torchvision's ImageNet VGG16 (sha256 {digest[:8]}..., expected {SHA256_PREFIX}...)"
+            return path, ""
+    return None, f"no ImageNet VGG16 weights ({VGG16.filename} in {' or '.join(str(p) for p in places)})"
+
+
+class LPIPS:
+    """LPIPS-VGG between two uint8 RGB images (0 for identical ones; lower is closer)."""
+
+    def __init__(self, weights: Path, device: torch.device):
+        import lpips
+
+        with warnings.catch_warnings():  # lpips still passes torchvision the old `pretrained=` argument
+            warnings.simplefilter("ignore", UserWarning)
+            self.net = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)  # linear layers from the wheel
+        state = state_from_file(weights, "vgg16", VGG16, "eval.lpips")  # weights only, never unpickled code
+        for block in self.net.net.children():  # slice1..slice5 hold torchvision's `features`, named by index
+            for index, layer in block.named_children():
+                prefix = f"features.{index}."
+                layer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        self.net = self.net.eval().requires_grad_(False).to(device)
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, output: np.ndarray, target: np.ndarray) -> float:
+        a, b = (torch.from_numpy(np.array(x, dtype=np.float32)).permute(2, 0, 1)[None].div(255).to(self.device)
+                for x in (output, target))
+        return float(self.net(a, b, normalize=True).mean())
+
+
+def _sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
