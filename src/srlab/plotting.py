@@ -58,5 +58,7 @@ def comparison_figure(hr_path: Path, outputs: dict[str, Path], scores: pd.DataFr
 def save_figure(fig, out: Path) -> None:
     fig.tight_layout()
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        # the saved area is grown to every label (tight_layout alone left two-line panel titles
+        # cut off at the top edge)
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
