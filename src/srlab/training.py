@@ -136,6 +136,7 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     objective = SRLoss(build_terms(p.loss, job.weights, p.seed, perceptual, discriminator), job.weights).to(device)
     scored = {"train": _Scored(train_probe, perceptual, layout), "val": _Scored(val_probe, perceptual, layout)}
     average = WeightAverage(model, p.train.ema_decay) if p.train.ema_decay > 0 else None
+    evaluated = average.model if average else model  # what is validated, kept as best and written as the model file
     net = DistributedDataParallel(model) if ranks.world > 1 else model  # averages gradients across ranks
     net = torch.compile(net) if p.train.compile else net
     optimizer = torch.optim.Adam(model.parameters(), lr=p.train.lr)
@@ -212,7 +213,6 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
             row["train/lr"] = rate
         if not ranks.main:
             continue  # rank 0 scores, logs and checkpoints; the others go on to the next epoch
-        evaluated = average.model if average else model  # what is scored, kept as best and written as the model
         for split, patches in scored.items():
             row.update({f"{split}/{k}": v for k, v in patches.score(evaluated).items()})
         history.append(row)
@@ -232,10 +232,9 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
                      "job": job.describe(), "params": p.to_dict()},
         })
 
-    final = average.model if average else model
-    meta = {**_model_meta(job, final, device), "epochs": job.epochs, "best": best, "history": history}
+    meta = {**_model_meta(job, evaluated, device), "epochs": job.epochs, "best": best, "history": history}
     if ranks.main:
-        checkpoint.save_model(job.model_out, {k: v.cpu() for k, v in final.state_dict().items()}, meta)
+        checkpoint.save_model(job.model_out, {k: v.cpu() for k, v in evaluated.state_dict().items()}, meta)
     return meta
 
 
