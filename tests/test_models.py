@@ -89,3 +89,44 @@ def test_johnson_output_is_a_scaled_tanh_in_0_1():
 def test_discriminator_gives_one_logit_per_image_at_any_size():
     d = build_discriminator()
     assert d(torch.rand(3, 3, 32, 32)).shape == (3,) and d(torch.rand(2, 3, 48, 40)).shape == (2,)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_trains_fine_tunes_scores_and_plots_as_the_stages_do(tmp_path, photo, rng, name):
+    """What `dvc exp run -S model.name=NAME` runs, stage by stage, in-process on tiny data: the MSE
+    training, the perceptual fine-tuning from its model file, the evaluation beside bicubic and the
+    comparison figure. (The DVC mechanics around them, the same for every model, are in
+    tests/test_pipeline.py.)"""
+    import math
+
+    import pandas as pd
+
+    from srlab.data.images import load_rgb, save_png
+    from srlab.data.patches import Degradation, crop_pairs
+    from srlab.data.store import save_pairs
+    from srlab.evaluation import evaluate
+    from srlab.params import parse_params
+    from srlab.plotting import comparison_figure
+    from srlab.training import TrainJob, train
+
+    p = parse_params({"model": {"name": name}, "data": {"hr_size": 16}, "eval": {"sets": ["Set5"]},
+                      "train": {"batch_size": 8, "device": "cpu", "epochs": 1, "perceptual_epochs": 1}})
+    patches = tmp_path / "patches"
+    save_pairs(patches, "train", crop_pairs(photo, 2, 16, 16, Degradation("bicubic"), rng))
+    save_pairs(patches, "val", crop_pairs(photo, 2, 16, 8, Degradation("bicubic"), rng))
+    models = {f"{name}_mse": tmp_path / "mse.safetensors", f"{name}_perceptual": tmp_path / "perceptual.safetensors"}
+    train(TrainJob.for_stage("mse", p, patches, models[f"{name}_mse"], tmp_path / "ck_mse"))
+    tuned = train(TrainJob.for_stage("perceptual", p, patches, models[f"{name}_perceptual"], tmp_path / "ck_p",
+                                     init_from=models[f"{name}_mse"]))
+    assert tuned["loss_weights"] == {"mse": 1.0, "perceptual": 1.0}
+    (tmp_path / "test" / "Set5").mkdir(parents=True)
+    save_png(tmp_path / "test" / "Set5" / "a.png", photo)
+    summary, table = evaluate(p, tmp_path / "test", models, tmp_path / "sr")
+    assert set(summary["Set5"]) == {"bicubic", *models} and summary["provenance"]["model"] == name
+    for m in models:  # each wrote a whole output image and got a score (two steps teach nothing more)
+        out = load_rgb(tmp_path / "sr" / "Set5" / m / "a.png")[0]
+        assert out.shape == photo.shape and math.isfinite(summary["Set5"][m]["psnr"])
+    scores = pd.DataFrame(table[table.image == "a"]).set_index("method")
+    outputs = {m: tmp_path / "sr" / "Set5" / m / "a.png" for m in ("bicubic", *models)}
+    comparison_figure(tmp_path / "test" / "Set5" / "a.png", outputs, scores, 64, tmp_path / "figure.png")
+    assert (tmp_path / "figure.png").stat().st_size > 10_000

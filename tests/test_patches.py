@@ -2,6 +2,7 @@
 the same whatever the number of workers; tiles that cover each photo; a full disk is one line."""
 
 import errno
+import hashlib
 import json
 
 import numpy as np
@@ -69,7 +70,8 @@ def test_the_store_round_trips_through_disk_and_numpy_alone_reads_it(tmp_path, p
     index = json.loads((tmp_path / "index.json").read_text())  # the documented format, without srlab
     entry = index["splits"]["train"]
     assert np.array_equal(np.load(tmp_path / entry["hr"]["file"], mmap_mode="r"), pairs.hr)
-    assert entry["photos"] == [{"file": "arrays", "first": 0, "count": 4}]
+    content = hashlib.md5(pairs.hr.tobytes() + pairs.lr.tobytes()).hexdigest()  # so a checkpoint knows its data
+    assert entry["photos"] == [{"file": "arrays", "md5": content, "first": 0, "count": 4}]
 
 
 def test_an_array_file_filled_out_of_order_and_closed_up_is_a_plain_npy_file(tmp_path):

@@ -156,7 +156,7 @@ def test_scores_and_provenance_are_what_the_saved_images_and_the_run_say(project
 
 
 @pytest.mark.slow
-def test_push_clone_pull_then_same_seed_same_metrics_other_seed_other_metrics(project, tmp_path):
+def test_push_clone_pull_then_a_forced_rerun_gives_the_same_bytes(project, tmp_path):
     """A second machine: clone, `dvc pull` from a local-folder remote, nothing to re-run."""
     repo, env = project
     _run("dvc repro && git add -A && git commit -qm results --allow-empty", repo, env)
@@ -171,14 +171,11 @@ def test_push_clone_pull_then_same_seed_same_metrics_other_seed_other_metrics(pr
     for out in ("reports/metrics.json", "models/mse.safetensors", "data/patches/train_hr.npy", "reports/figures/Set5/baby.png"):
         assert (clone / out).read_bytes() == (repo / out).read_bytes(), out
 
-    # run everything again from scratch on this "machine": the same seed gives the same bytes
+    # run everything again from scratch on this "machine": the same seed gives the same bytes (that
+    # another seed gives other weights is tests/test_training.py's, without a whole pipeline run)
     forced = _run("dvc repro -f", clone, env)
     assert "train_mse" in _stages_run(forced.stdout)
     assert (clone / "reports/metrics.json").read_bytes() == (repo / "reports/metrics.json").read_bytes()
-    _run("dvc exp run -S seed=1", clone, env)
-    other = json.loads((clone / "reports/metrics.json").read_text())
-    same = json.loads((repo / "reports/metrics.json").read_text())
-    assert other["Set5"]["srcnn_mse"]["psnr"] != same["Set5"]["srcnn_mse"]["psnr"]
 
 
 @pytest.mark.slow
@@ -203,23 +200,6 @@ def test_queued_sweep_then_compare_and_plots_diff(project, tmp_path):
     for shown_plot in ("MSE loss", "Perceptual loss", "curves_mse.png", "curves_perceptual.png", "figures/Set5/baby.png"):
         assert shown_plot in html, shown_plot
     assert names[0] in html and names[1] in html
-
-
-@pytest.mark.slow
-def test_every_model_runs_the_whole_pipeline(project):
-    """`dvc exp run -S model.name=...` for every model of the zoo: each trains, evaluates and plots
-    through the same stages (queued and run two at a time, as a user comparing models would)."""
-    repo, env = project
-    _run("dvc repro && git add -A && git commit -qm models-base --allow-empty", repo, env)
-    models = ["srcnn915", "rescnn", "srresnet", "johnson", "edsr"]
-    runs = _run_queue(repo, env, f"-S 'model.name={','.join(models)}' -S train.epochs=1 -S loss.vgg_weight=0.5",
-                      count=len(models))
-    by_model = {run["data"]["params"]["params.yaml"]["data"]["model"]["name"]: run["data"] for run in runs}
-    for model in models:
-        metrics = by_model[model]["metrics"]["reports/metrics.json"]["data"]
-        assert set(metrics["Set5"]) == {"bicubic", f"{model}_mse", f"{model}_perceptual"}, model
-        assert metrics["provenance"]["model"] == model
-        assert metrics["Set5"][f"{model}_mse"]["psnr"] > 10, model  # a real image came out
 
 
 def _run_queue(repo: Path, env: dict, sets: str, count: int) -> list[dict]:

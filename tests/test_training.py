@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -40,6 +42,9 @@ def test_same_seed_gives_identical_weights_and_curves(tmp_path, patches):
         f"{split}/{k}" for split in ("train", "val") for k in ("l_mse", "l_perceptual", "psnr", "ssim")}
     for key, value in _weights(tmp_path / "a" / "model.pt").items():
         assert torch.equal(value, _weights(tmp_path / "b" / "model.pt")[key])
+    other = train(dataclasses.replace(_job(tmp_path, patches, "c", epochs=2), params=parse_params(
+        {"seed": 1, "train": {"batch_size": 8, "device": "cpu", "epochs": 2}})))
+    assert other["history"] != a["history"]  # another seed: other initial weights, batches and flips
 
 
 def test_curves_reach_dvclive_one_step_per_epoch(tmp_path, patches):
@@ -311,11 +316,11 @@ def test_cli_train_then_resume_longer_equals_one_long_run(tmp_path, patches, cap
     _cli("resume", tmp_path / "short/checkpoints/last.pt", "--set", "train.epochs=4")
     assert "resuming from" in capsys.readouterr().out
     _cli("train", "--params", params, "--set", "train.epochs=4", "--patches", patches, "--out", tmp_path / "long")
-    long = _weights(tmp_path / "long/model.pt")
-    for key, value in _weights(tmp_path / "short/model.pt").items():
+    long = _weights(tmp_path / "long/model.safetensors")
+    for key, value in _weights(tmp_path / "short/model.safetensors").items():
         assert torch.equal(value, long[key]), key
     best = checkpoint.load(tmp_path / "long/checkpoints/best_psnr.pt")["meta"]
-    history = checkpoint.load(tmp_path / "long/model.pt")["meta"]["history"]
+    history = checkpoint.load(tmp_path / "long/model.safetensors")["meta"]["history"]
     assert best["val_psnr"] == max(row["val/psnr"] for row in history)
     assert (tmp_path / "long/checkpoints/best_ssim.pt").is_file()
 
@@ -492,7 +497,7 @@ def test_cli_train_init_warm_starts_an_x3_run_from_an_x2_model(tmp_path, photo, 
     params = _params_file(tmp_path, epochs=1, lr=1e-9)  # the weights stay (within 1e-6) where they started
     _cli("train", "--params", params, *edsr_x3, "--init", tmp_path / "x2.pt", "--out", tmp_path / "warm")
     assert "tensors made for another scale start fresh (tail.0.0.bias, tail.0.0.weight)" in capsys.readouterr().out
-    warm = _weights(tmp_path / "warm/model.pt")
+    warm = _weights(tmp_path / "warm/model.safetensors")
     for key in ("head.weight", "body.0.body.0.weight", "tail.1.weight"):  # a fresh init differs by ~1e-2
         assert torch.allclose(warm[key], x2[key], atol=1e-6), key
     with pytest.raises(SystemExit):  # another arch: one line naming the file
