@@ -3,8 +3,8 @@
 import pandas as pd
 
 from srlab.backbones import describe_vgg
+from srlab.data.images import test_images
 from srlab.entry import run, stage_paths
-from srlab.evaluation import test_images
 from srlab.params import load_params
 from srlab.plotting import comparison_figure, loss_curves
 

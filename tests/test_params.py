@@ -1,6 +1,7 @@
 """Parameters: params.yaml declares every key, and a bad key or value stops with one clear line."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import yaml
@@ -114,3 +115,34 @@ def test_a_typo_stops_every_stage_before_it_writes_anything(tmp_path):
         assert proc.returncode == 1, (name, err)
         assert err.strip() == f"{name}: error: params.yaml: loss.vgg_wieght: unknown parameter; did you mean loss.vgg_weight?", name
     assert _tree(tmp_path) == before
+
+
+# the version string, a docstring, the exception class, argv parsing: nothing a stage writes
+_CANNOT_CHANGE_OUTPUTS = {"__init__.py", "data/__init__.py", "errors.py", "entry.py"}
+_IMPORTED = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("stage", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))  # imports only: main() runs under __main__
+print(json.dumps(sorted(m.__file__ for name, m in sys.modules.items() if name.split(".")[0] == "srlab" and getattr(m, "__file__", None))))
+"""
+
+
+def test_every_stage_depends_on_the_srlab_code_it_imports():
+    """DVC re-runs a stage when one of its deps changes: a module the stage imports but dvc.yaml
+    does not list would let a code change leave stale outputs (and check-lock would not see it)."""
+    import json
+    import subprocess
+    import sys
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    running = {name: subprocess.Popen([sys.executable, "-c", _IMPORTED, str(REPO / "stages" / f"{name}.py")], cwd=REPO,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in stages}
+    for name, proc in running.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        deps = [REPO / d for d in stages[name]["deps"]]
+        for module in json.loads(out):
+            path = Path(module).resolve()
+            if path.relative_to(REPO / "src" / "srlab").as_posix() in _CANNOT_CHANGE_OUTPUTS:
+                continue
+            assert any(path == dep or dep in path.parents for dep in deps), f"stage {name}: dvc.yaml lacks {path.relative_to(REPO)}"

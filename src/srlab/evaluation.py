@@ -12,9 +12,8 @@ from tqdm import tqdm
 from srlab.backbones import describe_vgg
 from srlab.checkpoint import load_model
 from srlab.data.degrade import downscale, mod_crop, upscale
-from srlab.data.images import IMAGE_SUFFIXES, load_rgb, save_png
+from srlab.data.images import load_rgb, save_png, test_images
 from srlab.device import resolve_device
-from srlab.errors import SrlabError
 from srlab.inference import CHANNELS_LAST, histogram_match, self_ensemble, super_resolve, to_tensor
 from srlab.losses import build_perceptual
 from srlab.lpips_score import LPIPS, imagenet_vgg16_file
@@ -22,13 +21,6 @@ from srlab.metrics import psnr_y, ssim_y
 from srlab.params import Params
 
 BASELINE = "bicubic"
-
-
-def test_images(folder: Path) -> list[Path]:
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise SrlabError(f"{folder}: no test images")
-    return images
 
 
 def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: Path) -> tuple[dict, pd.DataFrame]:

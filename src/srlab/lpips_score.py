@@ -25,17 +25,21 @@ SHA256_PREFIX = VGG16.filename.rsplit("-", 1)[1].split(".")[0]  # vgg16-397923af
 
 
 def imagenet_vgg16_file() -> tuple[Path | None, str]:
-    """(the verified ImageNet VGG16 weights file, "") or (None, why there is none)."""
+    """(the verified ImageNet VGG16 weights file, "") or (None, why there is none). The reason
+    names the places by their variables, not their paths: it goes into reports/metrics.json, which
+    must not change with the folder a run happens in."""
     mirror = os.environ.get("SRLAB_DATA_MIRROR")
-    places = ([Path(mirror)] if mirror else []) + [Path(torch.hub.get_dir()) / "checkpoints"]
-    for place in places:
+    places = ([("$SRLAB_DATA_MIRROR", Path(mirror))] if mirror else []) + [
+        ("$TORCH_HOME/hub/checkpoints", Path(torch.hub.get_dir()) / "checkpoints")]
+    for name, place in places:
         path = place / VGG16.filename
         if path.is_file():
             digest = _sha256(path)
             if not digest.startswith(SHA256_PREFIX):
-                return None, f"{path} is not torchvision's ImageNet VGG16 (sha256 {digest[:8]}..., expected {SHA256_PREFIX}...)"
+                return None, (f"{name}/{VGG16.filename} is not torchvision's ImageNet VGG16 "
+                              f"(sha256 {digest[:8]}..., expected {SHA256_PREFIX}...)")
             return path, ""
-    return None, f"no ImageNet VGG16 weights ({VGG16.filename} in {' or '.join(str(p) for p in places)})"
+    return None, f"no ImageNet VGG16 weights ({VGG16.filename} in {' or '.join(name for name, _ in places)})"
 
 
 class LPIPS:

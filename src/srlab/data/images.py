@@ -20,6 +20,16 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def test_images(folder: Path) -> list[Path]:
+    """The image files of a test set's folder, sorted; one line when there are none."""
+    from srlab.errors import SrlabError
+
+    images = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise SrlabError(f"{folder}: no test images")
+    return images
+
+
 def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, str | None]:
     """Return (HxWx3 uint8 array, conversion note or None). EXIF orientation is applied."""
     path = Path(path)
