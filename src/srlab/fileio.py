@@ -65,8 +65,13 @@ def write_json(path: str | os.PathLike, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def file_md5(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
+def file_md5(path: str | os.PathLike) -> str:
+    return file_digest(path, "md5")
+
+
+def file_digest(path: str | os.PathLike, algorithm: str, chunk: int = 1 << 20) -> str:
+    """The hex digest of a file's content by `algorithm` (md5, sha256), read a chunk at a time."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
             digest.update(block)

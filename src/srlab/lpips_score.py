@@ -10,7 +10,6 @@ is looked for in $SRLAB_DATA_MIRROR and torch's hub cache ($TORCH_HOME/hub/check
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 
 from srlab.backbones import BACKBONES, state_from_file
+from srlab.fileio import file_digest
+from srlab.inference import to_tensor
 
 VGG16 = BACKBONES["vgg16"]
 SHA256_PREFIX = VGG16.filename.rsplit("-", 1)[1].split(".")[0]  # vgg16-397923af.pth: torchvision's check
@@ -34,7 +35,7 @@ def imagenet_vgg16_file() -> tuple[Path | None, str]:
     for name, place in places:
         path = place / VGG16.filename
         if path.is_file():
-            digest = _sha256(path)
+            digest = file_digest(path, "sha256")
             if not digest.startswith(SHA256_PREFIX):
                 return None, (f"{name}/{VGG16.filename} is not torchvision's ImageNet VGG16 "
                               f"(sha256 {digest[:8]}..., expected {SHA256_PREFIX}...)")
@@ -61,14 +62,5 @@ class LPIPS:
 
     @torch.no_grad()
     def __call__(self, output: np.ndarray, target: np.ndarray) -> float:
-        a, b = (torch.from_numpy(np.array(x, dtype=np.float32)).permute(2, 0, 1)[None].div(255).to(self.device)
-                for x in (output, target))
-        return float(self.net(a, b, normalize=True).mean())
+        return float(self.net(to_tensor(output, self.device), to_tensor(target, self.device), normalize=True).mean())
 
-
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
