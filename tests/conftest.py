@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The recipes' end-to-end runs (minutes) only when asked for by name: `pytest -m recipes`."""
+    if "recipes" in (config.getoption("markexpr") or ""):
+        return
+    left_out = [item for item in items if item.get_closest_marker("recipes")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("recipes")]
 
 
 @pytest.fixture
@@ -39,3 +52,36 @@ def mirror_or_skip() -> Path:
 @pytest.fixture
 def mirror() -> Path:
     return mirror_or_skip()
+
+
+def dvc_env(mirror: Path | None) -> dict:
+    """The environment of a DVC run in a project copy: this venv's tools first, the mirror, a git author."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env.pop("SRLAB_DATA_MIRROR", None)
+    if mirror:
+        env["SRLAB_DATA_MIRROR"] = str(mirror)
+    return env
+
+
+def run_ok(cmd: str, cwd: Path, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
+    """`cmd` in a shell; with `ok`, a failure fails the test with the end of its output."""
+    done = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if ok and done.returncode:
+        pytest.fail(f"{cmd} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+def copy_project(repo: Path, mirror: Path | None) -> tuple[Path, dict]:
+    """This repository's code, params and recipes (no outputs, tests or docs) in `repo`, as a
+    fresh git + DVC project with one commit; and the environment to run DVC there."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
+    for name in listed.stdout.splitlines():
+        if name == "dvc.lock" or name.startswith(("reports/", "data/", "models/", "tests/", "docs/")):
+            continue
+        if (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    env = dvc_env(mirror)
+    run_ok("git init -q -b main && git add -A && git commit -qm project", repo, env)
+    return repo, env

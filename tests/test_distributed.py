@@ -97,8 +97,8 @@ from srlab.training import TrainJob, train
 made, batch_sizes = [], []
 
 
-def build_and_keep(build=srlab.training.build_discriminator):  # this rank's discriminator, its initial weights and batches
-    discriminator = build()
+def build_and_keep(*args, build=srlab.training.build_discriminator):  # this rank's discriminator, its initial weights and batches
+    discriminator = build(*args)
     made.append((discriminator, {k: v.clone() for k, v in discriminator.state_dict().items()}))
     discriminator.register_forward_pre_hook(lambda module, args: batch_sizes.append(len(args[0])))
     return discriminator
@@ -109,7 +109,7 @@ srlab.training.build_discriminator = build_and_keep
 patches, run = Path(sys.argv[1]), Path(sys.argv[2])
 p = parse_params({"model": {"name": "srresnet"}, "loss": {"adversarial_weight": 1e-3},
                   "train": {"batch_size": 8, "device": "cpu", "perceptual_epochs": 1}})
-job = TrainJob(name="g", params=p, weights=p.loss.all_weights(), epochs=1, patches=patches, stage="perceptual",
+job = TrainJob(name="g", params=p, weights=p.loss.perceptual_weights(), epochs=1, patches=patches, stage="perceptual",
                model_out=run / "model.pt", checkpoint_dir=run / "ckpt")
 train(job)
 run.mkdir(parents=True, exist_ok=True)  # rank 1 may get here first

@@ -8,7 +8,7 @@ from srlab.models import MODELS, SCALES, build_discriminator, build_model, count
 from srlab.models.srcnn import SRCNN
 from srlab.params import ModelParams
 
-CASES = [(name, scale) for name in MODELS for scale in (2, 3, 4) if scale in SCALES.get(name, (2, 3, 4))]
+CASES = [(name, scale) for name in MODELS for scale in (2, 3, 4, 8) if scale in SCALES.get(name, (2, 3, 4, 8))]
 
 
 @pytest.mark.parametrize("name, scale", CASES)
@@ -20,7 +20,7 @@ def test_every_model_takes_lr_and_returns_hr_size(name, scale):
 
 
 def test_a_scale_a_model_cannot_do_is_one_line():
-    with pytest.raises(SrlabError, match="model.name: johnson supports data.scale 2 and 4, not 3"):
+    with pytest.raises(SrlabError, match="model.name: johnson supports data.scale 2, 4, 8, not 3"):
         build_model(ModelParams(name="johnson"), 3)
 
 

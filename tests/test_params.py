@@ -146,3 +146,10 @@ def test_every_stage_depends_on_the_srlab_code_it_imports():
             if path.relative_to(REPO / "src" / "srlab").as_posix() in _CANNOT_CHANGE_OUTPUTS:
                 continue
             assert any(path == dep or dep in path.parents for dep in deps), f"stage {name}: dvc.yaml lacks {path.relative_to(REPO)}"
+
+
+def test_a_bare_off_reads_as_off_though_yaml_1_1_makes_it_false():
+    """`dvc exp run -S eval.lpips=off` and `lpips: off` in params.yaml both reach srlab as False."""
+    assert parse_params(yaml.safe_load("eval: {lpips: off}")).eval.lpips == "off"
+    with pytest.raises(SrlabError, match="eval.lpips: 'on' is not one of auto, off"):
+        parse_params({"eval": {"lpips": True}})

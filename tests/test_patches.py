@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from srlab.data import store
-from srlab.data.degrade import downscale, mod_crop
+from srlab.data.degrade import KERNELS, downscale, mod_crop
 from srlab.data.patches import Cutting, Degradation, check_room, crop_pairs, cut_pairs, prepare_split
 from srlab.errors import SrlabError
 from srlab.fileio import file_md5
@@ -184,14 +184,14 @@ def test_mixed_draws_one_kernel_per_patch(photo):
     hr_full = mod_crop(photo, 3)
     found = set()
     for hr, lr in zip(pairs.hr, pairs.lr):
-        for kernel in ("bicubic", "bilinear", "gaussian"):
+        for kernel in KERNELS:
             at = _locate(downscale(hr_full, 3, kernel, 1.0), lr)
             if at and np.array_equal(hr_full[3 * at[0] : 3 * at[0] + 24, 3 * at[1] : 3 * at[1] + 24], hr):
                 found.add(kernel)
                 break
         else:
             raise AssertionError("an LR patch matches no kernel at its HR position")
-    assert found == {"bicubic", "bilinear", "gaussian"}
+    assert found == {"bicubic", "bilinear", "gaussian", "nearest"}
 
 
 def test_sunhays80_prepares_to_the_same_bytes_with_one_and_two_workers(mirror, tmp_path):

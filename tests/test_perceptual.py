@@ -71,7 +71,7 @@ def test_random_backbone_is_seeded_and_leaves_training_rng_alone():
 def test_total_loss_is_mse_plus_weighted_perceptual():
     perceptual = build_perceptual("random", 0, LayerWeights())
     out, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
-    weights = LossParams(vgg_weight=0.3).all_weights()
+    weights = LossParams(vgg_weight=0.3).perceptual_weights()
     total, terms = SRLoss(build_terms(LossParams(), weights, 0, perceptual), weights)(out, target)
     torch.testing.assert_close(total, terms["l_mse"] + 0.3 * terms["l_perceptual"])
     weights = LossParams().pixel_weights()
@@ -85,7 +85,7 @@ def test_every_term_is_built_logged_and_weighted():
     perceptual = build_perceptual("random", 0, LayerWeights())
     loss = LossParams(mse_weight=1, l1_weight=0.5, ssim_weight=0.2, vgg_weight=0.1, vgg19_weight=0.01,
                       resnet_weight=0.02, adversarial_weight=1e-3)
-    weights = loss.all_weights()
+    weights = loss.perceptual_weights()
     objective = SRLoss(build_terms(loss, weights, 0, perceptual, build_discriminator()), weights)
     out = torch.rand(2, 3, 32, 32, requires_grad=True)
     total, terms = objective(out, torch.rand(2, 3, 32, 32))

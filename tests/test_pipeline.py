@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, mirror_or_skip
+from conftest import copy_project, mirror_or_skip
+from conftest import run_ok as _run
 
 TINY = {
     "data": {"hr_size": 32, "patches_per_image": 8},
@@ -22,22 +20,6 @@ TINY = {
     "eval": {"sets": ["Set5"]},
     "plots": {"crop": 64},
 }
-
-
-def _env(mirror: Path | None) -> dict:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    env.pop("SRLAB_DATA_MIRROR", None)
-    if mirror:
-        env["SRLAB_DATA_MIRROR"] = str(mirror)
-    return env
-
-
-def _run(cmd: str, cwd: Path, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if ok and done.returncode:
-        pytest.fail(f"{cmd} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done
 
 
 def _stages_run(output: str) -> set[str]:
@@ -53,19 +35,10 @@ def _deep_update(tree: dict, changes: dict) -> dict:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A fresh git + DVC project holding this repo's code and tiny params (no outputs copied)."""
-    mirror = mirror_or_skip()
-    repo = tmp_path_factory.mktemp("project")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
-    for name in listed.stdout.splitlines():
-        if name == "dvc.lock" or name.startswith(("reports/", "data/", "models/", "tests/", "docs/")):
-            continue
-        if (REPO / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, repo / name)
+    repo, env = copy_project(tmp_path_factory.mktemp("project"), mirror_or_skip())
     params = _deep_update(yaml.safe_load((repo / "params.yaml").read_text()), TINY)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = _env(mirror)
-    _run("git init -q -b main && git add -A && git commit -qm tiny", repo, env)
+    _run("git add -A && git commit -qm tiny", repo, env)
     return repo, env
 
 

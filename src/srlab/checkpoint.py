@@ -100,9 +100,10 @@ def _load_safetensors(path: Path) -> dict:
 
 
 def load_model(path: Path, scale: int | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild the model a file describes; refuse one made for another scale."""
+    """Rebuild the model a model file or a training checkpoint (last.pt, best_*.pt, epoch_*.pt)
+    describes; refuse one made for another scale."""
     payload = load(path)
-    meta = payload["meta"]
+    meta = architecture(payload["meta"])
     if meta.get("arch") not in MODELS:
         raise SrlabError(f"{path}: unknown model {meta.get('arch')!r}")
     if scale is not None and meta.get("scale") != scale:
@@ -115,6 +116,16 @@ def load_model(path: Path, scale: int | None = None) -> tuple[nn.Module, dict]:
     except RuntimeError as exc:
         raise SrlabError(f"{path}: weights do not fit {meta['arch']} ({str(exc).splitlines()[0]})") from None
     return model.eval(), meta
+
+
+def architecture(meta: dict) -> dict:
+    """`meta` with arch, scale, upsample and residual, which training checkpoints of earlier
+    versions kept only inside their params."""
+    if "arch" in meta or "params" not in meta:
+        return meta
+    params = meta["params"]
+    return {**meta, "arch": params["model"]["name"], "scale": params["data"]["scale"],
+            "upsample": params["model"]["upsample"], "residual": params["model"]["residual"]}
 
 
 def initialise_from(model: nn.Module, path: Path, arch: str, scale: int) -> list[str]:

@@ -70,14 +70,26 @@ def download_test_sets(args) -> None:
 
 def inspect(args) -> None:
     from srlab import checkpoint
+    from srlab.models import build_model
+    from srlab.params import ModelParams
 
-    meta = checkpoint.load(args.checkpoint)["meta"]
-    for key in ("arch", "scale", "upsample", "residual", "parameters", "epoch", "epochs", "loss_weights", "best", "backbone", "device", "torch", "srlab"):
+    meta = checkpoint.architecture(checkpoint.load(args.checkpoint)["meta"])
+    for key in ("arch", "scale", "upsample", "residual", "parameters", "epoch", "epochs", "loss_weights", "best",
+                "overrides", "backbone", "device", "torch", "srlab"):
         if key in meta:
             print(f"{key:>12}: {meta[key]}")
     if meta.get("history"):
         last = meta["history"][-1]
         print(f"{'last epoch':>12}: " + ", ".join(f"{k} {v:.6g}" for k, v in last.items() if k != "epoch"))
+    if meta.get("params"):
+        print("hyperparameters:")
+        for section in ("data", "model", "train", "loss"):
+            values = meta["params"].get(section, {})
+            print(f"  {section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    if meta.get("arch"):
+        print("architecture:")
+        print(build_model(ModelParams(name=meta["arch"], upsample=meta.get("upsample", "bicubic"),
+                                      residual=meta.get("residual", True)), meta["scale"]))
 
 
 def super_resolve(args) -> None:
@@ -108,7 +120,7 @@ def super_resolve(args) -> None:
             sr = upscale(model, lr, device, tile=args.tile, overlap=args.overlap)
         if args.histogram_match:
             sr = histogram_match(sr, lr)
-        out = args.out / f"{path.stem}_x{meta['scale']}.png"
+        out = (args.out or path.parent) / f"{path.stem}_x{meta['scale']}.png"
         save_png(out, sr)
         print(f"{path} -> {out} ({sr.shape[1]}x{sr.shape[0]})")
 
@@ -131,12 +143,28 @@ def compare(args) -> None:
     print(f"compare: {len(runs)} experiments -> {picture}, {markdown}")
 
 
+def recipe_command(args) -> None:
+    from srlab.recipes import DEFAULT, apply, load_recipe, names
+
+    if not args.name:
+        for name in [DEFAULT, *names(args.recipes)]:
+            recipe = load_recipe(name, args.recipes)
+            print(f"{name:>12}: {recipe.note}")
+        return
+    recipe = load_recipe(args.name, args.recipes)
+    changes = apply(recipe, args.params)
+    print("\n".join(f"  {line}" for line in changes) or "  (params.yaml already holds it)")
+    print(f"recipe {recipe.name}: {len(changes)} params written into {args.params} ({recipe.note})")
+    if recipe.name != DEFAULT:
+        print("run it, then the note's other runs (any -S goes on top):\n" + "\n".join(f"  {c}" for c in recipe.run_commands()))
+
+
 def train_command(args) -> None:
     from srlab.data.store import read_index
     from srlab.params import load_params
     from srlab.training import TrainJob
 
-    p = load_params(args.params, args.set)
+    p = load_params(args.params, args.set + note_flags(args, args.stage))
     read_index(args.patches)  # one line before the run folder is made, when prepare has not run
     if args.stage == "perceptual" and p.train.perceptual_init == "mse" and not args.init:
         raise SrlabError("--init MODEL is needed to fine-tune (e.g. models/mse.safetensors), or --set train.perceptual_init=scratch")
@@ -150,18 +178,38 @@ def resume_command(args) -> None:
     from srlab.params import apply_overrides, parse_params
     from srlab.training import job_from_checkpoint
 
-    if args.checkpoint.name != "last.pt":
-        raise SrlabError(f"{args.checkpoint}: resume needs a run's last.pt (best_*.pt and model files hold weights only)")
-    meta = checkpoint.load(args.checkpoint)["meta"]
+    state = checkpoint.load(args.checkpoint)
+    meta = state["meta"]
+    if "optimizer" not in state:
+        raise SrlabError(f"{args.checkpoint}: holds weights only (a model file or best_*.pt); resume needs a run's "
+                         "last.pt or epoch_<N>.pt, which keep the optimiser")
     if "job" not in meta or "params" not in meta:
         raise SrlabError(f"{args.checkpoint}: made by an srlab without resume support; re-run its training instead")
-    epochs_before = (meta["params"]["train"]["epochs"], meta["params"]["train"]["perceptual_epochs"])
-    params = parse_params(apply_overrides(meta["params"], args.set), source=f"{args.checkpoint} + --set")
-    if params.train.lr_schedule != "constant" and (params.train.epochs, params.train.perceptual_epochs) != epochs_before:
-        raise SrlabError(f"{args.checkpoint}: train.lr_schedule is {params.train.lr_schedule}, shaped by the epoch count, "
-                         "so the run cannot be extended; train again with more epochs")
+    overrides = args.set + note_flags(args, meta["job"]["stage"])
+    for key in overrides:
+        if not key.strip().startswith("train."):
+            raise SrlabError(f"--set {key}: a resume may change train.* params only; the model, data and loss "
+                             "make another run: train it with `srlab train`")
+    params = parse_params(apply_overrides(meta["params"], overrides), source=f"{args.checkpoint} + --set")
     job = job_from_checkpoint(meta, params)
-    _run_job(dataclasses.replace(job, checkpoint_dir=args.checkpoint.parent), must_resume=True)
+    _run_job(dataclasses.replace(job, checkpoint_dir=args.checkpoint.parent, resume_from=args.checkpoint), must_resume=True)
+
+
+def note_flags(args, stage: str) -> list[str]:
+    """The SRCNN note's flags as --set items: --cuda, --lr, --batch-size, --num-epoch, --save-freq."""
+    epochs = "train.epochs" if stage == "mse" else "train.perceptual_epochs"
+    flags = {"train.device": "cuda" if args.cuda else None, "train.lr": args.lr, "train.batch_size": args.batch_size,
+             epochs: args.num_epoch, "train.save_every": args.save_freq}
+    return [f"{key}={value}" for key, value in flags.items() if value is not None]
+
+
+def add_note_flags(parser: argparse.ArgumentParser) -> None:
+    note = parser.add_argument_group("the SRCNN note's flags (shortcuts for --set)")
+    note.add_argument("--cuda", action="store_true", help="train.device=cuda")
+    note.add_argument("--lr", type=float, help="train.lr")
+    note.add_argument("--batch-size", type=int, help="train.batch_size")
+    note.add_argument("--num-epoch", type=int, help="train.epochs (train.perceptual_epochs for a perceptual run)")
+    note.add_argument("--save-freq", type=int, metavar="N", help="train.save_every: keep epoch_<N>.pt every N epochs")
 
 
 def _run_job(job, must_resume: bool) -> None:
@@ -217,14 +265,15 @@ def main(argv: list[str] | None = None) -> None:
     dl.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=("Set5", "Set14", "B100", "Urban100"))
     dl.set_defaults(func=download_test_sets)
 
-    show = commands.add_parser("inspect", help="print what a model file or checkpoint holds")
+    show = commands.add_parser("inspect", help="print the hyperparameters and architecture of a model file or any checkpoint")
     show.add_argument("checkpoint", type=Path)
     show.set_defaults(func=inspect)
 
     sr = commands.add_parser("super-resolve", help="upscale images of any size with a trained model")
     sr.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files (any mode: grey, RGBA, 16-bit...)")
-    sr.add_argument("--checkpoint", type=Path, required=True, help="a model file, e.g. models/mse.safetensors (or an older .pt)")
-    sr.add_argument("--out", type=Path, required=True, help="folder for <name>_x<scale>.png")
+    sr.add_argument("--checkpoint", type=Path, required=True,
+                    help="a model file (models/mse.safetensors, an older .pt) or a training checkpoint (last.pt, best_psnr.pt, epoch_<N>.pt)")
+    sr.add_argument("--out", type=Path, help="folder for <name>_x<scale>.png (default: each input's own folder)")
     sr.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sr.add_argument("--tile", type=int, default=256, help="LR tile side; memory grows with its square (default 256)")
     sr.add_argument("--overlap", type=int, default=16, help="LR context around each tile (default 16)")
@@ -240,6 +289,13 @@ def main(argv: list[str] | None = None) -> None:
                      help="the distance to plot PSNR against: the VGG16 perceptual distance, or LPIPS where it was computed")
     cmp.set_defaults(func=compare)
 
+    rc = commands.add_parser("recipe", help="write a design note's params into params.yaml (no NAME: list the recipes)")
+    rc.add_argument("name", nargs="?", help="a recipe of recipes/ (assignment, srcnn-cli, rescnn, srgan, johnson), "
+                    "default (srlab's own params) or a recipe file")
+    rc.add_argument("--params", type=Path, default=Path("params.yaml"))
+    rc.add_argument("--recipes", type=Path, default=Path("recipes"), help="the recipes folder (default recipes/)")
+    rc.set_defaults(func=recipe_command)
+
     tr = commands.add_parser("train", help="train outside DVC, with parameter overrides")
     tr.add_argument("--params", type=Path, default=Path("params.yaml"))
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter, e.g. model.name=edsr")
@@ -248,12 +304,15 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--init", type=Path, help="model file to start from: the MSE model to fine-tune (perceptual stage), "
                     "or a model of the same arch at any scale, e.g. x2 to start x3 (mse stage)")
     tr.add_argument("--out", type=Path, help="run folder (default runs/<model>_<stage>)")
+    add_note_flags(tr)
     tr.set_defaults(func=train_command)
 
-    rs = commands.add_parser("resume", help="continue a run from its last.pt exactly where it stopped")
-    rs.add_argument("checkpoint", type=Path, help="<run>/checkpoints/last.pt")
+    rs = commands.add_parser("resume", help="continue a run from a checkpoint where it stopped")
+    rs.add_argument("checkpoint", type=Path, help="<run>/checkpoints/last.pt, or any epoch_<N>.pt it kept")
     rs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="only train.epochs / train.perceptual_epochs may change (to train longer)")
+                    help="change train.* params: more epochs continue bit for bit; any other change "
+                         "(batch size, rate, device...) continues from the saved state and is recorded")
+    add_note_flags(rs)
     rs.set_defaults(func=resume_command)
 
     bn = commands.add_parser("bench", help="training images/s against the on-device ceiling and a seeds-style loader")

@@ -1,4 +1,5 @@
-"""Scoring models on the test sets beside the bicubic baseline: Y-PSNR, Y-SSIM, VGG distance."""
+"""Scoring models on the test sets beside the bicubic baseline: Y-PSNR, Y-SSIM, VGG distance
+(and LPIPS, and RGB PSNR / SSIM without a shaved border when eval.rgb asks for them)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from srlab.device import resolve_device
 from srlab.inference import CHANNELS_LAST, histogram_match, self_ensemble, super_resolve, to_tensor
 from srlab.losses import build_perceptual
 from srlab.lpips_score import LPIPS, imagenet_vgg16_file
-from srlab.metrics import psnr_y, ssim_y
+from srlab.metrics import psnr_rgb, psnr_y, ssim_rgb, ssim_y
 from srlab.params import Params
 
 BASELINE = "bicubic"
@@ -50,6 +51,7 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
                         "set": set_name, "image": path.stem, "method": method,
                         "psnr": psnr_y(out, hr, scale), "ssim": ssim_y(out, hr, scale), "perceptual": distance,
                         **({"lpips": lpips(out, hr)} if lpips else {}),
+                        **({"rgb_psnr": psnr_rgb(out, hr), "rgb_ssim": ssim_rgb(out, hr)} if params.eval.rgb else {}),
                     })
                     save_png(sr_root / set_name / method / f"{path.stem}.png", out)
     table = pd.DataFrame(rows)
@@ -70,7 +72,7 @@ def lpips_scorer(params: Params, device: torch.device) -> tuple[LPIPS | None, st
 
 
 def summarise(table: pd.DataFrame, params: Params) -> dict:
-    scores = [c for c in ("psnr", "ssim", "perceptual", "lpips") if c in table.columns]
+    scores = [c for c in ("psnr", "ssim", "perceptual", "lpips", "rgb_psnr", "rgb_ssim") if c in table.columns]
     means = table.groupby(["set", "method"], sort=False)[scores].mean()
     summary: dict = {}
     for (set_name, method), row in means.iterrows():
@@ -80,7 +82,8 @@ def summarise(table: pd.DataFrame, params: Params) -> dict:
         "scale": params.data.scale,
         "degradation": params.eval.degradation
         + (f" (sigma {params.data.blur_sigma})" if params.eval.degradation == "gaussian" else ""),
-        "metric": f"Y channel (BT.601), {params.data.scale}px border shaved, uint8 outputs",
+        "metric": f"Y channel (BT.601), {params.data.scale}px border shaved, uint8 outputs"
+        + ("; rgb_psnr and rgb_ssim: RGB, no border shaved" if params.eval.rgb else ""),
         "perceptual_backbone": describe_vgg(params.loss.vgg_init, params.seed),
         "train_data": params.data.train_source if params.data.train_source != "folder" else f"folder {params.data.train_dir}",
     }

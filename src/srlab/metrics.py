@@ -29,6 +29,20 @@ def psnr_y(output: np.ndarray, target: np.ndarray, border: int) -> float:
     return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
 
 
+def psnr_rgb(output: np.ndarray, target: np.ndarray) -> float:
+    """PSNR over all three RGB channels, no border shaved: the SRGAN note's way (not comparable
+    with published tables, which use psnr_y)."""
+    mse = np.mean((output.astype(np.float64) - target.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def ssim_rgb(output: np.ndarray, target: np.ndarray) -> float:
+    """SSIM of each RGB channel (same window and constants as ssim_y), averaged; no border shaved."""
+    a = torch.from_numpy(output.astype(np.float64)).permute(2, 0, 1)[:, None]
+    b = torch.from_numpy(target.astype(np.float64)).permute(2, 0, 1)[:, None]
+    return _ssim(a, b)
+
+
 def _gaussian_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """'valid' 11x11 Gaussian filter, applied as two 1-D passes (same result, 5x less work)."""
     t = torch.arange(size, dtype=torch.float64) - size // 2

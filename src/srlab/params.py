@@ -17,9 +17,10 @@ import yaml
 from srlab.errors import SrlabError
 
 SOURCES = ("sample", "folder", "voc2011", "div2k")
-DEGRADATIONS = ("bicubic", "bilinear", "gaussian")  # one fixed kernel: what evaluate can use too
+# one fixed kernel: what evaluate can use too; nearest is what the residual-CNN note's grader used
+DEGRADATIONS = ("bicubic", "bilinear", "gaussian", "nearest")
 TRAIN_DEGRADATIONS = DEGRADATIONS + ("mixed",)  # mixed: one of the above drawn per patch
-UPSAMPLERS = ("bicubic", "bilinear")
+UPSAMPLERS = ("bicubic", "bilinear", "nearest")
 DEVICES = ("auto", "cpu", "cuda")
 TEST_SETS = ("Set5", "Set14", "B100", "Urban100")  # all from EDSR's benchmark.tar
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -37,7 +38,7 @@ class DataParams:
     train_dir: str = ""
     train_images: int = field(default=1000, **_rule(min=1))
     val_images: int = field(default=200, **_rule(min=1))
-    scale: int = field(default=2, **_rule(choices=(2, 3, 4)))
+    scale: int = field(default=2, **_rule(choices=(2, 3, 4, 8)))
     hr_size: int = field(default=64, **_rule(min=8))
     layout: str = field(default="patches", **_rule(choices=("patches", "tiles")))  # see srlab.data.patches
     patches_per_image: int = field(default=48, **_rule(min=1))  # patches: pairs at random positions per photo
@@ -64,6 +65,7 @@ class ModelParams:
     name: str = field(default="srcnn", **_rule(choices=MODELS))
     upsample: str = field(default="bicubic", **_rule(choices=UPSAMPLERS))
     residual: bool = True
+    discriminator: str = field(default="pooled", **_rule(choices=("pooled", "dense")))  # SRGAN's head: see models/srresnet.py
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,11 @@ class TrainParams:
     # exponential moving average of the weights, used for validation, the best checkpoints and the
     # model file; 0 switches it off (SR toolboxes use 0.999 on long runs; see srlab.ema)
     ema_decay: float = field(default=0.0, **_rule(min=0.0, max_exclusive=1.0))
+    save_every: int = field(default=0, **_rule(min=0))  # also keep epoch_<N>.pt every N epochs (resumable); 0: last.pt only
+    discriminator_lr: float = field(default=0.0, **_rule(min=0.0))  # SRGAN's discriminator; 0: train.lr
+    # random rotation of each HR crop by up to this many degrees, its LR made again from it with
+    # data.degradation (so the pair stays exact); 0: off. Costs CPU time every step.
+    rotate_degrees: float = field(default=0.0, **_rule(min=0.0, max=45.0))
 
 
 @dataclass(frozen=True)
@@ -114,17 +121,25 @@ class LossParams:
     resnet_weight: float = field(default=0.0, **_rule(min=0.0))
     resnet_init: str = field(default="random", **_rule(choices_or_file=BACKBONE_INITS))
     adversarial_weight: float = field(default=0.0, **_rule(min=0.0))
+    # false: train_perceptual leaves the pixel terms out (SRGAN's content + adversarial objective,
+    # Johnson's feature loss alone); train_mse always uses them
+    pixel_in_perceptual: bool = True
 
     def problem(self) -> str | None:
         if not any(w > 0 for w in self.pixel_weights().values()):
             return "mse_weight, l1_weight and ssim_weight are all 0; train_mse needs at least one above 0"
+        if not any(w > 0 for w in self.perceptual_weights().values()):
+            return ("pixel_in_perceptual is false and vgg_weight, vgg19_weight, resnet_weight and adversarial_weight "
+                    "are all 0: train_perceptual would train on nothing")
         return None
 
     def pixel_weights(self) -> dict[str, float]:
         return {"mse": self.mse_weight, "l1": self.l1_weight, "ssim": self.ssim_weight}
 
-    def all_weights(self) -> dict[str, float]:
-        return {**self.pixel_weights(), "perceptual": self.vgg_weight, "vgg19": self.vgg19_weight,
+    def perceptual_weights(self) -> dict[str, float]:
+        """train_perceptual's terms: the feature and adversarial ones, and the pixel ones unless left out."""
+        pixel = self.pixel_weights() if self.pixel_in_perceptual else {k: 0.0 for k in self.pixel_weights()}
+        return {**pixel, "perceptual": self.vgg_weight, "vgg19": self.vgg19_weight,
                 "resnet": self.resnet_weight, "adversarial": self.adversarial_weight}
 
 
@@ -135,6 +150,7 @@ class EvalParams:
     histogram_match: bool = False  # also score each model's output after colour histogram matching
     self_ensemble: bool = False  # also score <model>_x8: outputs averaged over the 8 flips and rotations of the input
     lpips: str = field(default="auto", **_rule(choices=("auto", "off")))  # auto: LPIPS-VGG when torchvision's ImageNet VGG16 is on disk
+    rgb: bool = False  # also score rgb_psnr / rgb_ssim: RGB, no border shaved (the SRGAN note's way)
     vgg_layers: LayerWeights = field(default_factory=LayerWeights)
 
 
@@ -252,6 +268,8 @@ def _check_value(key: str, value: Any, default: Any, rules) -> Any:
             raise SrlabError(f"{key}: expected a number, got {value!r}")
         value = float(value)
     elif kind is str:
+        if isinstance(value, bool) and "off" in rules.get("choices", ()):
+            value = "on" if value else "off"  # YAML 1.1 (DVC's -S, PyYAML) reads a bare off as false
         if not isinstance(value, str):
             raise SrlabError(f"{key}: expected a string, got {value!r}")
     elif kind is tuple:
@@ -271,6 +289,8 @@ def _check_value(key: str, value: Any, default: Any, rules) -> Any:
         raise SrlabError(f"{key}: {value!r} is neither {named} nor an existing file")
     if "min" in rules and value < rules["min"]:
         raise SrlabError(f"{key}: must be at least {rules['min']}, got {value!r}")
+    if "max" in rules and value > rules["max"]:
+        raise SrlabError(f"{key}: must be at most {rules['max']}, got {value!r}")
     if "min_exclusive" in rules and value <= rules["min_exclusive"]:
         raise SrlabError(f"{key}: must be greater than {rules['min_exclusive']}, got {value!r}")
     if "max_exclusive" in rules and value >= rules["max_exclusive"]:

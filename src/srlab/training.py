@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -57,6 +58,7 @@ class TrainJob:
     init_from: Path | None = None  # a model file whose weights start training
     stage: str = "mse"  # mse | perceptual: which epochs param counts (train.epochs, train.perceptual_epochs)
     live: Path | None = None  # where the curves go (dvclive folder); kept so resume can append to them
+    resume_from: Path | None = None  # `srlab resume`: this checkpoint, else checkpoint_dir/last.pt when it fits
 
     @classmethod
     def for_stage(cls, stage: str, params: Params, patches: Path, model_out: Path, checkpoint_dir: Path,
@@ -67,7 +69,7 @@ class TrainJob:
         if stage == "mse":
             weights, epochs = params.loss.pixel_weights(), params.train.epochs
         elif stage == "perceptual":
-            weights, epochs = params.loss.all_weights(), params.train.perceptual_epochs
+            weights, epochs = params.loss.perceptual_weights(), params.train.perceptual_epochs
             init_from = init_from if params.train.perceptual_init == "mse" else None
         else:
             raise ValueError(f"unknown training stage {stage!r}")
@@ -77,7 +79,7 @@ class TrainJob:
 
     def describe(self) -> dict:
         """Everything `srlab resume` needs to rebuild this job from a checkpoint."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "params"}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("params", "resume_from")}
         return {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
 
 
@@ -132,7 +134,7 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
                   f"({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})")
     perceptual = build_perceptual(p.loss.vgg_init, p.seed, p.loss.vgg_layers).to(device, memory_format=layout)
     adversarial = job.weights.get("adversarial", 0) > 0
-    discriminator = build_discriminator().to(device, memory_format=layout) if adversarial else None
+    discriminator = build_discriminator(p.model.discriminator, p.trained_size()).to(device, memory_format=layout) if adversarial else None
     objective = SRLoss(build_terms(p.loss, job.weights, p.seed, perceptual, discriminator), job.weights).to(device)
     scored = {"train": _Scored(train_probe, perceptual, layout), "val": _Scored(val_probe, perceptual, layout)}
     average = WeightAverage(model, p.train.ema_decay) if p.train.ema_decay > 0 else None
@@ -140,18 +142,22 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
     net = DistributedDataParallel(model) if ranks.world > 1 else model  # averages gradients across ranks
     net = torch.compile(net) if p.train.compile else net
     optimizer = torch.optim.Adam(model.parameters(), lr=p.train.lr)
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=p.train.lr) if adversarial else None
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=p.train.discriminator_lr or p.train.lr) if adversarial else None
+    d_rate = (p.train.discriminator_lr or p.train.lr) / p.train.lr  # the discriminator follows the same schedule, scaled
     generator = torch.Generator().manual_seed(p.seed)
 
-    # resume only from a checkpoint made by exactly this job on exactly this data (more epochs are
-    # fine while the rate is constant: see _fingerprint)
-    fingerprint = _fingerprint(job)
+    # resume from a checkpoint made by exactly this job on exactly this data (more epochs are fine
+    # while the rate is constant: see _fingerprint); `srlab resume` may also change train.* params
+    fingerprint, lineage = _fingerprint(job), _fingerprint(job, training=False)
     last_path = job.checkpoint_dir / "last.pt"
+    state_path = job.resume_from or last_path
     if ranks.main:  # a run killed inside a save left its temporary file: this run owns the folder now
         remove_stale_temporaries(job.checkpoint_dir)
-    start_epoch, history, best = 0, [], {"psnr": -math.inf, "ssim": -math.inf}
-    state = checkpoint.load(last_path) if last_path.exists() else None
-    if state and state["meta"].get("fingerprint") == fingerprint and state["meta"]["epoch"] <= job.epochs:
+    start_epoch, history, best, overrides = 0, [], {"psnr": -math.inf, "ssim": -math.inf}, []
+    state = checkpoint.load(state_path) if state_path.exists() else None
+    exact = state is not None and state["meta"].get("fingerprint") == fingerprint
+    changed = must_resume and state is not None and not exact and state["meta"].get("lineage") == lineage
+    if (exact or changed) and state["meta"]["epoch"] <= job.epochs:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if adversarial:
@@ -162,11 +168,19 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, history, best = state["meta"]["epoch"], state["meta"]["history"], state["meta"]["best"]
+        overrides = state["meta"].get("overrides", [])
         if ranks.main:
-            print(f"{job.name}: resuming from {last_path} after epoch {start_epoch}")
+            print(f"{job.name}: resuming from {state_path} after epoch {start_epoch}")
+        if changed:
+            difference = train_difference(state["meta"]["params"]["train"], dataclasses.asdict(p.train))
+            overrides = [*overrides, {"epoch": start_epoch, "train": difference}]
+            if ranks.main:
+                print(f"{job.name}: " + ", ".join(f"train.{k} {a} -> {b}" for k, (a, b) in difference.items())
+                      + ": from here this run differs from an uninterrupted one (recorded in its checkpoints)")
     elif must_resume:
-        why = "it does not exist" if state is None else "it was made by other params, code, data or more epochs"
-        raise SrlabError(f"{last_path}: cannot resume from it: {why}")
+        why = ("it does not exist" if state is None else f"it has {state['meta']['epoch']} epochs, more than {job.epochs}"
+               if state["meta"].get("lineage") == lineage else "it was made by other model, data or loss params, code or data")
+        raise SrlabError(f"{state_path}: cannot resume from it: {why}")
 
     log = log if ranks.main else (lambda row: None)
     for row in history:  # DVC cleared the outs before this run: replay the curves we keep
@@ -182,14 +196,22 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
         # so N processes see exactly the batches one process would
         batches = [order[step * p.train.batch_size : (step + 1) * p.train.batch_size] for step in range(steps)]
         running = {name: torch.zeros((), device=device) for name in ["loss", *(f"l_{t}" for t in objective.terms)]}
+        if adversarial:
+            running["discriminator"] = torch.zeros((), device=device)
         first_bad = torch.full((), -1, device=device)  # step of the first non-finite loss, read once per epoch
         for step, pair in enumerate(train_set.batches([idx[share] for idx in batches])):
             flips = draw_flips(p.train.batch_size, generator)[:, share]
             corners = draw_corners(p.train.batch_size, train_set.patch_size, crop, p.data.scale, generator)[:, share] if crop else None
-            lr, hr = augment(*pair, flips, corners, crop, p.data.scale, layout)
+            remake = None
+            if p.train.rotate_degrees:
+                angles, kernels = draw_rotations(p, generator)
+                remake = rotation(p, angles[share], kernels[share])
+            lr, hr = augment(*pair, flips, corners, crop, p.data.scale, layout, remake)
             rate = learning_rate(p.train, epoch * steps + step, job.epochs * steps)
-            for group in (*optimizer.param_groups, *(optimizer_d.param_groups if adversarial else ())):
+            for group in optimizer.param_groups:
                 group["lr"] = rate
+            for group in optimizer_d.param_groups if adversarial else ():
+                group["lr"] = rate * d_rate
             sr, loss, terms = optimisation_step(net, objective, optimizer, autocast, lr, hr)
             if average:
                 average.update(model)
@@ -200,11 +222,13 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
                 d_loss.backward()
                 ranks.average_gradients(discriminator)  # under torchrun; the generator's are averaged by DDP
                 optimizer_d.step()
+                running["discriminator"] += d_loss.detach()
             for name, value in [("loss", loss), *terms.items()]:
                 running[name] += value.detach()
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
         running = ranks.mean(running)  # the one read-back of the epoch
-        row = {"epoch": epoch + 1, **{f"train/{'' if k == 'loss' else 'objective_'}{k}": float(v) / steps for k, v in running.items()}}
+        row = {"epoch": epoch + 1, **{f"train/{'' if k in ('loss', 'discriminator') else 'objective_'}{k}": float(v) / steps
+                                      for k, v in running.items()}}  # train/discriminator: its own loss, SRGAN only
         if not math.isfinite(row["train/loss"]):
             at = epoch * steps + int(first_bad) + 1
             raise SrlabError(f"{job.name}: loss became non-finite at step {at} (epoch {epoch + 1}); "
@@ -221,18 +245,23 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
         for metric, filename in BEST.items():  # best-so-far on val, before last.pt so a crash keeps them consistent
             if row[f"val/{metric}"] > best[metric]:
                 best[metric] = row[f"val/{metric}"]
-                checkpoint.save(job.checkpoint_dir / filename, {"model": evaluated.state_dict(), "meta": {
-                    **_model_meta(job, evaluated, device), "epoch": epoch + 1, f"val_{metric}": best[metric]}})
-        checkpoint.save(last_path, {
+                checkpoint.save(job.checkpoint_dir / filename, {
+                    "model": evaluated.state_dict(), **({"discriminator": discriminator.state_dict()} if adversarial else {}),
+                    "meta": {**_model_meta(job, evaluated, device), "epoch": epoch + 1, f"val_{metric}": best[metric]}})
+        full_state = {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             **({"discriminator": discriminator.state_dict(), "optimizer_d": optimizer_d.state_dict()} if adversarial else {}),
             **({"ema": average.state_dict()} if average else {}),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "meta": {"fingerprint": fingerprint, "epoch": epoch + 1, "history": history, "best": best,
-                     "job": job.describe(), "params": p.to_dict()},
-        })
+            "meta": {"fingerprint": fingerprint, "lineage": lineage, "epoch": epoch + 1, "history": history, "best": best,
+                     "overrides": overrides, "job": job.describe(), "params": p.to_dict(), **_arch_meta(p)},
+        }
+        checkpoint.save(last_path, full_state)
+        if p.train.save_every and (epoch + 1) % p.train.save_every == 0:  # the SRCNN note's --save-freq
+            checkpoint.save(job.checkpoint_dir / f"epoch_{epoch + 1:04d}.pt", full_state)
 
-    meta = {**_model_meta(job, evaluated, device), "epochs": job.epochs, "best": best, "history": history}
+    meta = {**_model_meta(job, evaluated, device), "epochs": job.epochs, "best": best, "history": history,
+            **({"overrides": overrides} if overrides else {})}
     if ranks.main:
         checkpoint.save_model(job.model_out, {k: v.cpu() for k, v in evaluated.state_dict().items()}, meta)
     return meta
@@ -272,10 +301,20 @@ def autocast_for(precision: str, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(precision, device))
 
 
+def train_difference(before: dict, after: dict) -> dict[str, list]:
+    """The train.* params a resume changed: {key: (saved, now)}."""
+    return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+
+
+def _arch_meta(p: Params) -> dict:
+    """What rebuilds the network (checkpoint.load_model reads it from any checkpoint)."""
+    return {"arch": p.model.name, "scale": p.data.scale, "upsample": p.model.upsample, "residual": p.model.residual}
+
+
 def _model_meta(job: TrainJob, model, device) -> dict:
     p = job.params
     return {
-        "arch": p.model.name, "scale": p.data.scale, "upsample": p.model.upsample, "residual": p.model.residual,
+        **_arch_meta(p),
         "parameters": count_parameters(model), "loss_weights": {k: w for k, w in job.weights.items() if w > 0},
         "backbone": describe_vgg(p.loss.vgg_init, p.seed), "device": describe_device(device),
         "torch": str(torch.__version__), "srlab": __version__, "params": p.to_dict(),
@@ -370,12 +409,15 @@ def _as_float(batch: torch.Tensor, layout=torch.contiguous_format) -> torch.Tens
 
 
 def augment(lr: torch.Tensor, hr: torch.Tensor, flips: torch.Tensor, corners: torch.Tensor | None, crop: int,
-            scale: int, layout) -> list[torch.Tensor]:
+            scale: int, layout, remake: Callable | None = None) -> list[torch.Tensor]:
     """A uint8 batch as the model trains on it: each pair cropped at its corner (when there are
-    corners), converted to float and flipped, LR and HR alike so the pairs stay aligned."""
+    corners), made again from its HR side by `remake` (a rotation), converted to float and
+    flipped, LR and HR alike so the pairs stay aligned."""
     if corners is not None:
         corners = corners.to(lr.device)
         lr, hr = crop_at(lr, corners, crop // scale), crop_at(hr, corners * scale, crop)
+    if remake is not None:
+        lr, hr = remake(hr)
     flips = flips.to(lr.device)
     return [apply_flips(_as_float(t), flips, layout) for t in (lr, hr)]
 
@@ -393,6 +435,32 @@ def crop_at(x: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
     rows, cols = corners[0, :, None] + steps, corners[1, :, None] + steps  # N x size each
     picked = x[torch.arange(len(x), device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
     return picked.permute(0, 3, 1, 2)  # the indexed dims come first: N x size x size x C
+
+
+def draw_rotations(p: Params, generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
+    """One angle per sample, uniform in [-train.rotate_degrees, train.rotate_degrees], and the
+    kernel that makes its LR image (one drawn per sample when data.degradation is mixed)."""
+    from srlab.data.degrade import KERNELS
+
+    batch = p.train.batch_size
+    angles = (torch.rand(batch, generator=generator, dtype=torch.float64) * 2 - 1) * p.train.rotate_degrees
+    if p.data.degradation != "mixed":
+        return angles, [p.data.degradation] * batch
+    return angles, [KERNELS[i] for i in torch.randint(0, len(KERNELS), (batch,), generator=generator).tolist()]
+
+
+def rotation(p: Params, angles: torch.Tensor, kernels: list[str]) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+    """HR batch (N x 3 x H x W uint8) -> [LR, HR]: each HR image rotated by its angle (bicubic,
+    edges reflected, same size) and its LR made from the rotated image with its kernel, on the CPU
+    by the functions that prepared the store, so LR and HR stay an exact pair."""
+    from srlab.data.degrade import downscale, rotate
+
+    def remake(hr: torch.Tensor) -> list[torch.Tensor]:
+        rotated = [rotate(img, float(a)) for img, a in zip(hr.permute(0, 2, 3, 1).cpu().numpy(), angles)]
+        lrs = [downscale(img, p.data.scale, k, p.data.blur_sigma) for img, k in zip(rotated, kernels)]
+        return [torch.from_numpy(np.stack(x)).permute(0, 3, 1, 2).to(hr.device) for x in (lrs, rotated)]
+
+    return remake
 
 
 def draw_flips(batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -474,12 +542,15 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def _fingerprint(job: TrainJob) -> str:
+def _fingerprint(job: TrainJob, training: bool = True) -> str:
     """What a checkpoint must share with this job to be resumed. Not the epoch count when the
     learning rate is constant: a longer run then continues a shorter one exactly. A cosine
-    schedule is shaped by the epoch count, so there it counts."""
+    schedule is shaped by the epoch count, so there it counts. With `training` False, none of
+    the train.* params: the run's lineage, which `srlab resume` may continue with other ones."""
     params = job.params.to_dict()
-    if job.params.train.lr_schedule == "constant":
+    if not training:
+        params.pop("train")
+    elif job.params.train.lr_schedule == "constant":
         params["train"] = {k: v for k, v in params["train"].items() if k not in ("epochs", "perceptual_epochs")}
     parts = {
         "params": params, "weights": job.weights, "code": _code_digest(),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, rotate as _rotate
 
-RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
-KERNELS = ("bicubic", "bilinear", "gaussian")  # what `mixed` draws from, one per patch
+RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+            "nearest": Image.Resampling.NEAREST}  # nearest: the residual-CNN note's grader
+KERNELS = ("bicubic", "bilinear", "gaussian", "nearest")  # what `mixed` draws from, one per patch
 
 
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -31,7 +32,8 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def downscale(hr: np.ndarray, scale: int, method: str, sigma: float = 1.0) -> np.ndarray:
-    """HR (already mod-cropped) to LR: bicubic, bilinear, or gaussian (blur by `sigma`, then bicubic)."""
+    """HR (already mod-cropped) to LR: bicubic, bilinear, nearest (every scale-th pixel), or
+    gaussian (blur by `sigma`, then bicubic)."""
     if method == "gaussian":
         hr, method = gaussian_blur(hr, sigma), "bicubic"
     return resize(hr, hr.shape[1] // scale, hr.shape[0] // scale, method)
@@ -39,3 +41,10 @@ def downscale(hr: np.ndarray, scale: int, method: str, sigma: float = 1.0) -> np
 
 def upscale(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
     return resize(lr, lr.shape[1] * scale, lr.shape[0] * scale, method)
+
+
+def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotated about its centre by `degrees` (counter-clockwise), bicubic, same size, the corners
+    filled by reflecting the image rather than with black."""
+    turned = _rotate(img.astype(np.float32), degrees, axes=(1, 0), reshape=False, order=3, mode="reflect")
+    return np.clip(np.rint(turned), 0, 255).astype(np.uint8)

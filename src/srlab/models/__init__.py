@@ -26,18 +26,21 @@ MODELS: dict[str, Callable[[ModelParams, int], nn.Module]] = {
     "johnson": lambda p, scale: JohnsonSR(scale),
     "edsr": lambda p, scale: EDSR(scale),
 }
-SCALES = {"johnson": JohnsonSR.scales}  # the others take 2, 3 and 4
+# what each design allows: interpolation and pixel shuffle take any of 2, 3, 4 and 8; Johnson's
+# stride-2 path only powers of two; ResCNN's table has stages for 2, 3 and 4
+SCALES = {"johnson": JohnsonSR.scales, "rescnn": ResCNN.scales}
 
 
 def build_model(params: ModelParams, scale: int) -> nn.Module:
-    allowed = SCALES.get(params.name, (2, 3, 4))
+    allowed = SCALES.get(params.name, (2, 3, 4, 8))
     if scale not in allowed:
-        raise SrlabError(f"model.name: {params.name} supports data.scale {' and '.join(map(str, allowed))}, not {scale}")
+        raise SrlabError(f"model.name: {params.name} supports data.scale {', '.join(map(str, allowed))}, not {scale}")
     return MODELS[params.name](params, scale)
 
 
-def build_discriminator() -> nn.Module:
-    return Discriminator()
+def build_discriminator(head: str = "pooled", size: int = 96) -> nn.Module:
+    """SRGAN's discriminator; the note's `dense` head is sized for `size`-pixel HR inputs."""
+    return Discriminator(head, size)
 
 
 def count_parameters(model: nn.Module) -> int:

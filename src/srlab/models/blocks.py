@@ -25,8 +25,8 @@ class ResidualBlock(nn.Module):
 
 
 def pixel_shuffle_upsampler(channels: int, scale: int, act: Callable[[], nn.Module] | None) -> nn.Sequential:
-    """x2 and x4 as repeated x2 steps, x3 in one step (sub-pixel convolution, Shi et al. 2016)."""
-    steps = {2: [2], 3: [3], 4: [2, 2]}[scale]
+    """x2, x4 and x8 as repeated x2 steps, x3 in one step (sub-pixel convolution, Shi et al. 2016)."""
+    steps = {2: [2], 3: [3], 4: [2, 2], 8: [2, 2, 2]}[scale]
     layers = []
     for factor in steps:
         layers += [conv(channels, channels * factor * factor), nn.PixelShuffle(factor)]

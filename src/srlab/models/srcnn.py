@@ -7,10 +7,16 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def upsample(x: torch.Tensor, scale: int, mode: str) -> torch.Tensor:
+    """Interpolation by `scale`: bicubic, bilinear or nearest (which takes no align_corners)."""
+    corners = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(x, scale_factor=scale, mode=mode, **corners)
+
+
 class SRCNN(nn.Module):
     """9-5-5 with 64 and 32 channels, padded so the output keeps the upsampled input's size.
 
-    Takes the LR image and upsamples it itself (bicubic or bilinear), so training patches and
+    Takes the LR image and upsamples it itself (bicubic, bilinear or nearest), so training patches and
     test images go through exactly the same interpolation. With `residual`, the network predicts
     the difference to the upsampled image, which trains much faster in a short budget.
     """
@@ -27,6 +33,6 @@ class SRCNN(nn.Module):
         self.reconstruct = nn.Conv2d(c2, 3, k3, padding=k3 // 2)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(lr, scale_factor=self.scale, mode=self.upsample, align_corners=False)
+        up = upsample(lr, self.scale, self.upsample)
         out = self.reconstruct(F.relu(self.map(F.relu(self.extract(up)))))
         return up + out if self.residual else out

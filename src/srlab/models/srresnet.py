@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from srlab.errors import SrlabError
 from srlab.models.blocks import ResidualBlock, conv, pixel_shuffle_upsampler
 
 
@@ -29,10 +30,14 @@ class SRResNet(nn.Module):
 
 class Discriminator(nn.Module):
     """SRGAN's discriminator: 8 convs (64 -> 512 channels, strided every other), LeakyReLU 0.2,
-    BN after the first; the dense head is a global pool and 1x1 convs so any patch size works.
-    Returns one logit per image."""
+    BN after the first. Returns one logit per image. Two heads:
 
-    def __init__(self, channels: int = 64):
+    - `pooled` (default): global average pool and 1x1 convs (1024, then 1), so any patch size works;
+    - `dense`, as the SRGAN note's code builds it: the 512 x size/16 x size/16 features flattened,
+      Dense(1024), LeakyReLU 0.2, Dense(1), for `size`-pixel HR crops only (a multiple of 16).
+    """
+
+    def __init__(self, head: str = "pooled", size: int = 96, channels: int = 64):
         super().__init__()
         layers, c_in = [conv(3, channels), nn.LeakyReLU(0.2, inplace=True)], channels
         for i, c_out in enumerate([channels, 2 * channels, 2 * channels, 4 * channels, 4 * channels, 8 * channels, 8 * channels]):
@@ -40,8 +45,14 @@ class Discriminator(nn.Module):
             layers += [conv(c_in, c_out, stride=stride), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c_in, 16 * channels, 1),
-                                  nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(16 * channels, 1, 1))
+        if head == "dense":
+            if size % 16:
+                raise SrlabError(f"model.discriminator: dense needs HR crops of a multiple of 16 pixels, not {size}")
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * (size // 16) ** 2, 16 * channels),
+                                      nn.LeakyReLU(0.2, inplace=True), nn.Linear(16 * channels, 1))
+        else:
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c_in, 16 * channels, 1),
+                                      nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(16 * channels, 1, 1))
 
     def forward(self, x):
         return self.head(self.features(x)).flatten()

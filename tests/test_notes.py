@@ -1,0 +1,258 @@
+"""The five design notes, read from the note's side: each note's command or network table, and
+what it must produce. (Their recipes, end to end through DVC, are in tests/test_recipes.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from srlab import checkpoint
+from srlab.cli import main
+from srlab.data.patches import Degradation, crop_pairs
+from srlab.data.store import save_pairs
+from srlab.errors import SrlabError
+from srlab.models import build_discriminator, build_model
+from srlab.params import ModelParams, parse_params
+from srlab.training import TrainJob, train
+
+
+@pytest.fixture
+def patches(tmp_path, photo, rng):
+    folder = tmp_path / "patches"
+    save_pairs(folder, "train", crop_pairs(photo, 2, 16, 16, Degradation("bicubic"), rng))
+    save_pairs(folder, "val", crop_pairs(photo, 2, 16, 8, Degradation("bicubic"), rng))
+    return folder
+
+
+def _cli(*args):
+    main([str(a) for a in args])
+
+
+def _params_file(tmp_path, **train):
+    import yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train": {"batch_size": 8, "device": "cpu", **train}}))
+    return path
+
+
+# -- the SRCNN note: its command-line tool ---------------------------------------------------------
+
+
+def test_srcnn_note_flags_save_every_n_epochs_and_resume_from_any_checkpoint_name(tmp_path, patches, capsys):
+    """`train --batch-size 8 --lr 1e-3 --num-epoch 2 --save-freq 1`, then `resume checkpoint.1`:
+    with only the epoch count, bit for bit the uninterrupted run; with `--batch-size=4
+    --num-epoch=3`, a continued run that says it differs and records why."""
+    run = tmp_path / "run"
+    _cli("train", "--params", _params_file(tmp_path), "--patches", patches, "--out", run,
+         "--batch-size", "8", "--lr", "1e-3", "--num-epoch", "2", "--save-freq", "1")
+    ckpt = run / "checkpoints"
+    assert sorted(p.name for p in ckpt.glob("epoch_*.pt")) == ["epoch_0001.pt", "epoch_0002.pt"]
+    saved = checkpoint.load(ckpt / "epoch_0001.pt")["meta"]["params"]["train"]
+    assert (saved["batch_size"], saved["lr"], saved["epochs"], saved["save_every"]) == (8, 1e-3, 2, 1)
+    uninterrupted = checkpoint.load(run / "model.safetensors")["model"]
+
+    (ckpt / "epoch_0001.pt").rename(ckpt / "checkpoint.1")  # the note's names work as well as srlab's
+    capsys.readouterr()
+    _cli("resume", ckpt / "checkpoint.1", "--num-epoch", "2")
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "differs" not in out
+    for key, value in checkpoint.load(run / "model.safetensors")["model"].items():
+        assert torch.equal(value, uninterrupted[key]), key
+
+    _cli("resume", ckpt / "last.pt", "--batch-size=4", "--num-epoch=3")
+    out = capsys.readouterr().out
+    assert "train.epochs 2 -> 3, train.batch_size 8 -> 4: from here this run differs from an uninterrupted one" in out
+    last = checkpoint.load(ckpt / "last.pt")["meta"]
+    assert last["epoch"] == 3 and [row["epoch"] for row in last["history"]] == [1, 2, 3]
+    assert last["overrides"] == [{"epoch": 2, "train": {"epochs": [2, 3], "batch_size": [8, 4]}}]
+    assert checkpoint.load(run / "model.safetensors")["meta"]["overrides"] == last["overrides"]
+
+
+def test_srcnn_note_super_resolves_and_inspects_a_training_checkpoint(tmp_path, patches, photo, capsys):
+    run = tmp_path / "run"
+    _cli("train", "--params", _params_file(tmp_path), "--patches", patches, "--out", run, "--num-epoch", "1")
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    capsys.readouterr()
+    for name in ("last.pt", "best_psnr.pt"):
+        _cli("super-resolve", "--checkpoint", run / "checkpoints" / name, tmp_path / "photo.png")  # no --out
+        out = Image.open(tmp_path / "photo_x2.png")
+        assert out.size == (2 * photo.shape[1], 2 * photo.shape[0])
+        (tmp_path / "photo_x2.png").unlink()
+    capsys.readouterr()
+    _cli("inspect", run / "checkpoints" / "last.pt")
+    shown = capsys.readouterr().out
+    assert "arch: srcnn" in shown and "batch_size=8" in shown and "lr=0.0003" in shown
+    assert "Conv2d(3, 64, kernel_size=(9, 9)" in shown  # the architecture, layer by layer
+
+
+# -- the residual-CNN note -------------------------------------------------------------------------
+
+
+def _convs(model: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def test_rescnn_follows_the_notes_layer_table():
+    model = build_model(ModelParams(name="rescnn"), 4)
+    convs = _convs(model)
+    assert len(convs) == 10 and all(c.kernel_size == (3, 3) for c in convs)
+    assert [c.out_channels for c in convs] == [128, 128, 128, 64, 64, 64, 64, 64, 64, 3]
+    # batch norm right after conv_2, 3, 5, 6, 8 and 9; a ReLU after every convolution
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU))]
+    after = {i + 1: type(layers[layers.index(c) + 1]).__name__ for i, c in enumerate(convs)}
+    assert [n for n, kind in after.items() if kind == "BatchNorm2d"] == [2, 3, 5, 6, 8, 9]
+    for n, c in enumerate(convs, 1):
+        follows = layers[layers.index(c) + 1 : layers.index(c) + 3]
+        assert any(isinstance(m, nn.ReLU) for m in follows), f"conv_{n} has no ReLU"
+    # conv_1..3 on the LR image, x2 after conv_3 and after conv_6, conv_7.. at HR
+    sizes = {}
+    for n in (1, 4, 7, 10):
+        convs[n - 1].register_forward_pre_hook(lambda m, i, n=n: sizes.update({n: i[0].shape[-1]}))
+    assert model(torch.rand(1, 3, 12, 12)).shape == (1, 3, 48, 48)
+    assert sizes == {1: 12, 4: 24, 7: 48, 10: 48}
+    # x2: one upsampling stage, after conv_3; x3: one bilinear x3 stage
+    assert build_model(ModelParams(name="rescnn"), 2)(torch.rand(1, 3, 12, 12)).shape == (1, 3, 24, 24)
+    assert build_model(ModelParams(name="rescnn"), 3)(torch.rand(1, 3, 12, 12)).shape == (1, 3, 36, 36)
+
+
+def test_nearest_is_a_degradation_for_training_and_test_inputs_and_an_upsampler(photo, rng):
+    from srlab.data.degrade import KERNELS, downscale
+
+    p = parse_params({"data": {"degradation": "nearest"}, "eval": {"degradation": "nearest"}, "model": {"upsample": "nearest"}})
+    assert (p.data.degradation, p.eval.degradation, p.model.upsample) == ("nearest",) * 3
+    hr = photo[:64, :64]
+    assert np.array_equal(downscale(hr, 2, "nearest"), hr[1::2, 1::2])  # the grader's resize: one pixel of each 2x2
+    assert "nearest" in KERNELS  # so data.degradation mixed draws it too
+    mixed = crop_pairs(photo, 2, 16, 64, Degradation("mixed"), rng)
+    nearest = [np.array_equal(lr, hr[1::2, 1::2]) for lr, hr in zip(mixed.lr, mixed.hr)]
+    assert 0 < sum(nearest) < len(nearest)
+    from srlab.models.srcnn import SRCNN
+
+    residual, plain = build_model(p.model, 2), SRCNN(2, "nearest", residual=False)
+    plain.load_state_dict(residual.state_dict())
+    lr = torch.rand(1, 3, 5, 5)
+    torch.testing.assert_close(residual(lr) - plain(lr), lr.repeat_interleave(2, -1).repeat_interleave(2, -2))
+
+
+# -- the SRResNet / SRGAN note ---------------------------------------------------------------------
+
+
+def test_srgan_notes_discriminator_has_its_block_list_and_dense_head():
+    d = build_discriminator("dense", 128)
+    convs = _convs(d)
+    assert [(c.out_channels, c.stride[0]) for c in convs] == [
+        (64, 1), (64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2)]
+    dense = [m for m in d.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in dense] == [(512 * 8 * 8, 1024), (1024, 1)]
+    assert d(torch.rand(3, 3, 128, 128)).shape == (3,)
+    with pytest.raises(SrlabError, match="dense needs HR crops of a multiple of 16"):
+        build_discriminator("dense", 100)
+
+
+def test_content_plus_adversarial_without_a_pixel_term_is_allowed_and_nothing_at_all_is_refused():
+    p = parse_params({"loss": {"pixel_in_perceptual": False, "vgg_weight": 0, "vgg19_weight": 1, "adversarial_weight": 1e-3}})
+    weights = {k: w for k, w in p.loss.perceptual_weights().items() if w > 0}
+    assert weights == {"vgg19": 1.0, "adversarial": 1e-3}
+    assert p.loss.pixel_weights()["mse"] == 1.0  # train_mse, the SRResNet pre-training, keeps MSE
+    with pytest.raises(SrlabError, match="train_perceptual would train on nothing"):
+        parse_params({"loss": {"pixel_in_perceptual": False, "vgg_weight": 0}})
+    with pytest.raises(SrlabError, match="train_mse needs at least one above 0"):
+        parse_params({"loss": {"mse_weight": 0}})
+
+
+def test_srgan_logs_its_discriminator_loss_keeps_it_with_the_best_checkpoints_and_has_its_own_rate(tmp_path, patches):
+    p = parse_params({"model": {"name": "srresnet", "discriminator": "dense"},
+                      "loss": {"pixel_in_perceptual": False, "vgg_weight": 0, "vgg19_weight": 1, "adversarial_weight": 1e-3},
+                      "train": {"batch_size": 8, "device": "cpu", "perceptual_epochs": 2, "lr": 1e-4,
+                                "discriminator_lr": 4e-4, "crop_size": 16}})
+    job = TrainJob.for_stage("perceptual", p, patches, tmp_path / "g.safetensors", tmp_path / "ck")
+    meta = train(job)
+    assert all(row["train/discriminator"] > 0 for row in meta["history"])
+    assert "train/objective_l_mse" not in meta["history"][0]  # no pixel term in the objective
+    for name in ("best_psnr.pt", "best_ssim.pt"):
+        assert "discriminator" in checkpoint.load(tmp_path / "ck" / name)
+    last = checkpoint.load(tmp_path / "ck" / "last.pt")
+    assert last["optimizer"]["param_groups"][0]["lr"] == 1e-4 and last["optimizer_d"]["param_groups"][0]["lr"] == 4e-4
+
+
+def test_random_rotation_keeps_lr_and_hr_an_exact_pair(photo):
+    from srlab.data.degrade import downscale, rotate
+    from srlab.training import draw_rotations, rotation
+
+    p = parse_params({"data": {"scale": 4}, "train": {"rotate_degrees": 10, "batch_size": 4}})
+    angles, kernels = draw_rotations(p, torch.Generator().manual_seed(0))
+    assert angles.abs().max() <= 10 and len(set(angles.tolist())) == 4 and kernels == ["bicubic"] * 4
+    hr = torch.from_numpy(np.stack([photo[:32, :32]] * 4)).permute(0, 3, 1, 2)
+    lr, rotated = rotation(p, angles, kernels)(hr)
+    assert lr.shape == (4, 3, 8, 8) and rotated.shape == hr.shape and lr.dtype == torch.uint8
+    for i, angle in enumerate(angles.tolist()):
+        turned = rotate(photo[:32, :32], angle)
+        assert np.array_equal(rotated[i].permute(1, 2, 0).numpy(), turned)
+        assert np.array_equal(lr[i].permute(1, 2, 0).numpy(), downscale(turned, 4, "bicubic"))
+    assert np.array_equal(rotate(photo, 0.0), photo)
+
+
+def test_evaluate_scores_the_notes_way_beside_the_published_one(tmp_path, photo):
+    from srlab.evaluation import evaluate
+    from srlab.models.srcnn import SRCNN
+
+    torch.manual_seed(0)
+    model = tmp_path / "m.safetensors"
+    checkpoint.save_model(model, SRCNN(2).state_dict(), {"arch": "srcnn", "scale": 2, "upsample": "bicubic", "residual": True})
+    (tmp_path / "test" / "Set5").mkdir(parents=True)
+    Image.fromarray(photo).save(tmp_path / "test" / "Set5" / "a.png")
+    params = parse_params({"eval": {"sets": ["Set5"], "rgb": True}, "train": {"device": "cpu"}})
+    summary, _ = evaluate(params, tmp_path / "test", {"srcnn_mse": model}, tmp_path / "sr")
+    sr = np.asarray(Image.open(tmp_path / "sr" / "Set5" / "srcnn_mse" / "a.png")).astype(np.float64)
+    rgb_psnr = 10 * np.log10(255.0**2 / np.mean((sr - photo[:96, :120]) ** 2))  # all of it, RGB, no border shaved
+    assert summary["Set5"]["srcnn_mse"]["rgb_psnr"] == pytest.approx(rgb_psnr, abs=1e-5)
+    assert summary["Set5"]["srcnn_mse"]["rgb_psnr"] != summary["Set5"]["srcnn_mse"]["psnr"]
+    assert 0 < summary["Set5"]["srcnn_mse"]["rgb_ssim"] <= 1
+    assert "rgb_psnr and rgb_ssim: RGB, no border shaved" in summary["provenance"]["metric"]
+
+
+# -- the perceptual-losses note (Johnson et al.) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["srcnn", "srcnn915", "srresnet", "edsr", "johnson"])
+def test_x8_for_every_model_whose_design_allows_it(name):
+    p = parse_params({"model": {"name": name}, "data": {"scale": 8, "hr_size": 64}})
+    assert build_model(p.model, 8)(torch.rand(1, 3, 6, 7)).shape == (1, 3, 48, 56)
+
+
+def test_johnson_upsamples_with_the_notes_4x4_fractionally_strided_convolutions():
+    model = build_model(ModelParams(name="johnson"), 8)
+    ups = [m for m in model.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert len(ups) == 3 and all(m.kernel_size == (4, 4) and m.stride == (2, 2) for m in ups)
+    with pytest.raises(SrlabError, match="rescnn supports data.scale 2, 3, 4, not 8"):
+        build_model(ModelParams(name="rescnn"), 8)
+
+
+def test_a_feature_only_objective_trains_from_scratch(tmp_path, patches):
+    p = parse_params({"model": {"name": "johnson"}, "loss": {"pixel_in_perceptual": False},
+                      "train": {"batch_size": 4, "lr": 1e-3, "device": "cpu", "perceptual_epochs": 1, "perceptual_init": "scratch"}})
+    job = TrainJob.for_stage("perceptual", p, patches, tmp_path / "j.safetensors", tmp_path / "ck", init_from=tmp_path / "unused")
+    assert job.init_from is None and {k for k, w in job.weights.items() if w > 0} == {"perceptual"}
+    meta = train(job)
+    assert meta["loss_weights"] == {"perceptual": 1.0}
+    assert meta["history"][0]["train/loss"] == meta["history"][0]["train/objective_l_perceptual"]
+
+
+def test_the_test_sets_are_scored_at_x8(tmp_path, photo):
+    from srlab.evaluation import evaluate
+
+    model = tmp_path / "m.safetensors"
+    torch.manual_seed(0)
+    checkpoint.save_model(model, build_model(ModelParams(name="johnson"), 8).state_dict(),
+                          {"arch": "johnson", "scale": 8, "upsample": "bicubic", "residual": True})
+    (tmp_path / "test" / "Set5").mkdir(parents=True)
+    Image.fromarray(photo).save(tmp_path / "test" / "Set5" / "a.png")
+    params = parse_params({"data": {"scale": 8, "hr_size": 64}, "model": {"name": "johnson"},
+                           "eval": {"sets": ["Set5"]}, "train": {"device": "cpu"}})
+    summary, _ = evaluate(params, tmp_path / "test", {"johnson_mse": model}, tmp_path / "sr")
+    assert summary["provenance"]["scale"] == 8 and np.isfinite(summary["Set5"]["bicubic"]["psnr"])
+    assert Image.open(tmp_path / "sr" / "Set5" / "johnson_mse" / "a.png").size == (120, 96)  # 96 x 120 is a multiple of 8

@@ -1,0 +1,187 @@
+"""Recipes: each design note one command away. The files are checked against what each note says;
+`srlab recipe NAME` writes them into params.yaml; and (marked `recipes`, which CI runs after the
+README's test command) each runs end to end through `dvc exp run`, on tiny data in the notes'
+own source layouts, with `-S` overrides that only shrink sizes and epochs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import REPO, copy_project, mirror_or_skip, run_ok
+from srlab.cli import main
+from srlab.params import Params, parse_params
+from srlab.recipes import apply, load_recipe, names
+
+NOTES = ["assignment", "johnson", "rescnn", "srcnn-cli", "srgan"]
+
+
+def _recipe_params(name: str, run: str | None = None) -> Params:
+    from srlab.params import apply_overrides
+
+    recipe = load_recipe(name, REPO / "recipes")
+    return parse_params(apply_overrides(recipe.values(), recipe.runs[run] if run else []))
+
+
+def test_there_is_one_valid_recipe_per_note():
+    assert names(REPO / "recipes") == NOTES
+    for name in NOTES:
+        assert load_recipe(name, REPO / "recipes").note  # loading checks its params and every run's
+
+
+def test_assignment_recipe_is_the_voc2011_note():
+    p = _recipe_params("assignment")
+    assert (p.data.train_source, p.data.train_images, p.data.val_images) == ("voc2011", 1000, 200)
+    assert (p.data.scale, p.data.hr_size, p.data.hr_size // p.data.scale) == (2, 240, 120)  # LR 120 -> HR 240
+    assert (p.model.name, p.model.residual) == ("srcnn", False)  # 9-5-5 as the note draws it
+    assert p.train.perceptual_init == "mse" and p.loss.vgg_weight > 0
+    assert all(w > 0 for w in p.loss.vgg_layers.nonzero().values()) and len(p.loss.vgg_layers.nonzero()) == 4
+    assert _recipe_params("assignment", "control").loss.vgg_weight == 0  # the same epochs without the VGG term
+    assert _recipe_params("assignment", "scratch").train.perceptual_init == "scratch"
+
+
+def test_srcnn_cli_recipe_is_the_9_1_5_note():
+    p = _recipe_params("srcnn-cli")
+    assert (p.model.name, p.model.upsample, p.model.residual, p.data.scale) == ("srcnn915", "bicubic", False, 3)
+    assert (p.train.lr, p.train.batch_size, p.train.epochs, p.train.save_every) == (1e-4, 128, 100, 10)
+    assert p.loss.pixel_weights() == {"mse": 1.0, "l1": 0.0, "ssim": 0.0}
+    assert p.data.train_source == "folder"  # the 91 images have no checksummed archive
+
+
+def test_rescnn_recipe_is_the_four_term_note():
+    p = _recipe_params("rescnn")
+    assert (p.model.name, p.data.scale, p.train.batch_size, p.train.perceptual_init) == ("rescnn", 4, 16, "scratch")
+    weights = {k: w for k, w in p.loss.perceptual_weights().items() if w > 0}
+    assert weights == {"mse": 1.0, "l1": 1.0, "ssim": 1.0, "perceptual": 1.0}
+    nearest = _recipe_params("rescnn", "nearest")
+    assert (nearest.data.degradation, nearest.eval.degradation) == ("nearest", "nearest")
+
+
+def test_srgan_recipe_is_the_srresnet_srgan_note():
+    p = _recipe_params("srgan")
+    assert (p.data.train_source, p.data.train_images, p.data.val_images, p.data.scale) == ("div2k", 800, 100, 4)
+    assert (p.trained_size(), p.train.rotate_degrees, p.train.lr) == (128, 10.0, 1e-4)
+    assert (p.model.name, p.model.discriminator, p.train.perceptual_init) == ("srresnet", "dense", "mse")
+    assert p.loss.pixel_weights()["mse"] == 1.0  # SRResNet pre-trained with MSE
+    assert {k: w for k, w in p.loss.perceptual_weights().items() if w > 0} == {"vgg19": 1.0, "adversarial": 1e-3}
+    assert p.eval.rgb  # the note's RGB scores beside the published Y ones
+
+
+def test_johnson_recipe_is_the_perceptual_losses_note():
+    p = _recipe_params("johnson")
+    assert (p.data.train_source, p.data.hr_size, p.data.degradation, p.data.blur_sigma) == ("div2k", 288, "gaussian", 1.0)
+    assert (p.model.name, p.data.scale, p.train.lr, p.train.batch_size) == ("johnson", 4, 1e-3, 4)
+    assert {k: w for k, w in p.loss.perceptual_weights().items() if w > 0} == {"perceptual": 1.0}
+    assert p.loss.vgg_layers.nonzero() == {"relu2_2": 1.0} and p.train.perceptual_init == "scratch"
+    assert _recipe_params("johnson", "x8").data.scale == 8
+    assert _recipe_params("johnson", "pixel").loss.perceptual_weights()["mse"] == 1.0
+
+
+def test_srlab_recipe_writes_params_yaml_keeps_its_comments_and_default_restores_it(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text())
+    main(["recipe", "srgan", "--params", str(params), "--recipes", str(REPO / "recipes")])
+    out = capsys.readouterr().out
+    assert "model.name: 'srcnn' -> 'srresnet'" in out and "dvc exp run -n srgan" in out
+    text = params.read_text()
+    assert "# SRGAN's discriminator head" in text  # the comments stay
+    assert parse_params(yaml.safe_load(text)) == _recipe_params("srgan")
+    main(["recipe", "default", "--params", str(params), "--recipes", str(REPO / "recipes")])
+    assert yaml.safe_load(params.read_text()) == yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_a_bad_recipe_is_one_line_and_params_yaml_is_untouched(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text())
+    (tmp_path / "typo.yaml").write_text("note: x\nreproduces: y\nparams:\n  model: {nmae: srcnn}\n")
+    for name in ("typo", "nosuch"):
+        with pytest.raises(SystemExit):
+            main(["recipe", name, "--params", str(params), "--recipes", str(tmp_path)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in err[0], err
+    assert params.read_text() == (REPO / "params.yaml").read_text()
+    with pytest.raises(SystemExit):
+        main(["recipe", "typo", "--params", str(params), "--recipes", str(tmp_path)])
+    assert "model.nmae: unknown parameter; did you mean model.name?" in capsys.readouterr().err
+
+
+# -- end to end ------------------------------------------------------------------------------------
+
+# only sizes, epochs, the device and the offline backbones change; each recipe's data source stays
+SHRINK = ["train.epochs=1", "train.perceptual_epochs=1", "train.device=cpu", "data.train_images=4", "data.val_images=2",
+          "data.patches_per_image=4", "eval.sets=[Set5]", "eval.lpips=off", "plots.crop=64",
+          "loss.vgg_init=random", "loss.vgg19_init=random"]
+TINY = {
+    "assignment": ["data.hr_size=32", "train.batch_size=8"],
+    "srcnn-cli": ["train.batch_size=8", "train.epochs=2", "train.save_every=1"],  # data.train_dir: below
+    "rescnn": ["data.hr_size=32", "train.batch_size=8"],
+    "srgan": ["data.hr_size=48", "train.crop_size=32", "train.batch_size=8"],
+    "johnson": ["data.hr_size=32"],
+}
+
+
+def _photos(mirror: Path, count: int, size: tuple[int, int]) -> list[Image.Image]:
+    """Real photos (the mirror's SunHays80), centre-cropped and resized to `size`."""
+    photos = sorted((mirror / "SunHays80").iterdir())[:count]
+    return [Image.open(p).convert("RGB").resize(size, Image.Resampling.BICUBIC) for p in photos]
+
+
+@pytest.fixture(scope="module")
+def note_mirror(tmp_path_factory):
+    """A data mirror with the test sets and, in their official folder names, a few VOC2011-sized
+    JPEGs, DIV2K-like PNGs (smaller than 2K) and a stand-in for the SRCNN note's 91-image folder."""
+    real = mirror_or_skip()
+    if not (real / "SunHays80").is_dir():
+        pytest.skip("the mirror has no SunHays80 photos to make the notes' data from")
+    mirror = tmp_path_factory.mktemp("mirror")
+    for name in ("Set5", "Set14"):
+        (mirror / name).symlink_to(real / name)
+    layouts = {"VOC2011": (".jpg", (500, 375), 8), "DIV2K_train_HR": (".png", (408, 272), 6),
+               "DIV2K_valid_HR": (".png", (408, 272), 3), "T91": (".png", (120, 90), 6)}
+    for folder, (suffix, size, count) in layouts.items():
+        (mirror / folder).mkdir()
+        for i, photo in enumerate(_photos(real, count, size)):
+            photo.save(mirror / folder / f"{i:04d}{suffix}")
+    return mirror
+
+
+def _metrics(repo: Path) -> dict:
+    return json.loads((repo / "reports" / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.recipes
+@pytest.mark.parametrize("name", NOTES)
+def test_each_recipe_runs_end_to_end_with_its_one_command(name, note_mirror, tmp_path):
+    repo, env = copy_project(tmp_path / "project", note_mirror)
+    run_ok(f"srlab recipe {name}", repo, env)
+    recipe = load_recipe(name, repo / "recipes")
+    tiny = SHRINK + TINY[name] + ([f"data.train_dir={note_mirror / 'T91'}"] if name == "srcnn-cli" else [])
+    overrides = " ".join(f"-S '{o}'" for o in tiny)
+    run_ok(f"dvc exp run -n {name} {overrides}", repo, env)
+    p = parse_params(yaml.safe_load((repo / "params.yaml").read_text()))
+    metrics, model = _metrics(repo), p.model.name
+    assert metrics["provenance"]["model"] == model and metrics["provenance"]["scale"] == p.data.scale
+    for method in ("bicubic", f"{model}_mse", f"{model}_perceptual"):
+        assert np.isfinite(metrics["Set5"][method]["psnr"]), method
+    for out in ("reports/curves_mse.png", "reports/curves_perceptual.png", "reports/figures/Set5/baby.png"):
+        assert (repo / out).is_file(), out
+    if name == "srgan":  # the note's scores, both models' best and last checkpoints, the discriminator's loss
+        assert "rgb_psnr" in metrics["Set5"][f"{model}_perceptual"]
+        for stage in ("mse", "perceptual"):
+            assert {"best_psnr.pt", "best_ssim.pt", "last.pt"} <= {f.name for f in (repo / "checkpoints" / stage).iterdir()}
+        assert (repo / "reports/train/perceptual/plots/metrics/train/discriminator.tsv").is_file()
+    if name == "srcnn-cli":
+        assert (repo / "checkpoints/mse/epoch_0001.pt").is_file() and (repo / "checkpoints/mse/epoch_0002.pt").is_file()
+    for run, extra in recipe.runs.items():  # the note's other runs, on top of the same shrink
+        more = " ".join(f"-S '{o}'" for o in extra)
+        run_ok(f"dvc exp run -n {name}-{run} {overrides} {more}", repo, env)
+        again = _metrics(repo)
+        assert np.isfinite(again["Set5"][f"{model}_perceptual"]["psnr"]), run
+        if run == "x8":
+            assert again["provenance"]["scale"] == 8
