@@ -54,6 +54,34 @@ def mirror() -> Path:
     return mirror_or_skip()
 
 
+@pytest.fixture
+def patches(tmp_path, photo, rng):
+    """A prepared store of 24 train and 8 val x2 pairs of 16 px cut from `photo`."""
+    from srlab.data.patches import Degradation, crop_pairs
+    from srlab.data.store import save_pairs
+
+    folder = tmp_path / "patches"
+    save_pairs(folder, "train", crop_pairs(photo, 2, 16, 24, Degradation("bicubic"), rng))
+    save_pairs(folder, "val", crop_pairs(photo, 2, 16, 8, Degradation("bicubic"), rng))
+    return folder
+
+
+def cli(*args) -> None:
+    """`srlab ARGS...` in this process."""
+    from srlab.cli import main
+
+    main([str(a) for a in args])
+
+
+def train_params_file(tmp_path: Path, **train) -> Path:
+    """A params.yaml of CPU batches of 8 and these train.* values; every other key its default."""
+    import yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train": {"batch_size": 8, "device": "cpu", **train}}))
+    return path
+
+
 def dvc_env(mirror: Path | None) -> dict:
     """The environment of a DVC run in a project copy: this venv's tools first, the mirror, a git author."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

@@ -144,11 +144,12 @@ def test_push_clone_pull_then_a_forced_rerun_gives_the_same_bytes(project, tmp_p
     for out in ("reports/metrics.json", "models/mse.safetensors", "data/patches/train_hr.npy", "reports/figures/Set5/baby.png"):
         assert (clone / out).read_bytes() == (repo / out).read_bytes(), out
 
-    # run everything again from scratch on this "machine": the same seed gives the same bytes (that
-    # another seed gives other weights is tests/test_training.py's, without a whole pipeline run)
-    forced = _run("dvc repro -f", clone, env)
-    assert "train_mse" in _stages_run(forced.stdout)
-    assert (clone / "reports/metrics.json").read_bytes() == (repo / "reports/metrics.json").read_bytes()
+    # train and score again from scratch on this "machine": the same seed gives the same bytes (that
+    # prepare does is tests/test_patches.py's; that another seed gives other weights, test_training's)
+    forced = _run("dvc repro -f -s train_mse && dvc repro -f -s evaluate", clone, env)
+    assert _stages_run(forced.stdout) == {"train_mse", "evaluate"}
+    for out in ("models/mse.safetensors", "reports/metrics.json"):
+        assert (clone / out).read_bytes() == (repo / out).read_bytes(), out
 
 
 @pytest.mark.slow

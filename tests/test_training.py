@@ -7,20 +7,13 @@ import dataclasses
 import pytest
 import torch
 
+from conftest import cli, train_params_file
 from srlab import checkpoint
 from srlab.data.patches import Degradation, crop_pairs
 from srlab.data.store import save_pairs
 from srlab.errors import SrlabError
 from srlab.params import parse_params
 from srlab.training import TrainJob, train
-
-
-@pytest.fixture
-def patches(tmp_path, photo, rng):
-    folder = tmp_path / "patches"
-    save_pairs(folder, "train", crop_pairs(photo, 2, 16, 24, Degradation("bicubic"), rng))
-    save_pairs(folder, "val", crop_pairs(photo, 2, 16, 8, Degradation("bicubic"), rng))
-    return folder
 
 
 def _job(tmp_path, patches, run: str, **params) -> TrainJob:
@@ -276,7 +269,7 @@ def test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes(
 
     from conftest import REPO
 
-    params = _params_file(tmp_path, epochs=200)
+    params = train_params_file(tmp_path, epochs=200)
     cmd = [sys.executable, str(REPO / "stages" / "train_mse.py"), "--params", str(params), "--patches", str(patches),
            "--out", str(tmp_path / "mse.pt"), "--live", str(tmp_path / "live"), "--checkpoints", str(tmp_path / "ckpt")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -290,32 +283,18 @@ def test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes(
     assert "Traceback" not in err and not (tmp_path / "mse.pt").exists()
     done = checkpoint.load(tmp_path / "ckpt" / "last.pt")["meta"]["epoch"]
     assert 1 <= done < 200
-    rerun = subprocess.run([*cmd[:3], str(_params_file(tmp_path, epochs=done + 1)), *cmd[4:]],
+    rerun = subprocess.run([*cmd[:3], str(train_params_file(tmp_path, epochs=done + 1)), *cmd[4:]],
                            capture_output=True, text=True, timeout=300, env=os.environ)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming from {tmp_path / 'ckpt' / 'last.pt'} after epoch {done}" in rerun.stdout
 
 
-def _cli(*args):
-    from srlab.cli import main
-
-    main([str(a) for a in args])
-
-
-def _params_file(tmp_path, **train):
-    import yaml
-
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"train": {"batch_size": 8, "device": "cpu", **train}}))
-    return path
-
-
 def test_cli_train_then_resume_longer_equals_one_long_run(tmp_path, patches, capsys):
-    params = _params_file(tmp_path, epochs=2)
-    _cli("train", "--params", params, "--patches", patches, "--out", tmp_path / "short")
-    _cli("resume", tmp_path / "short/checkpoints/last.pt", "--set", "train.epochs=4")
+    params = train_params_file(tmp_path, epochs=2)
+    cli("train", "--params", params, "--patches", patches, "--out", tmp_path / "short")
+    cli("resume", tmp_path / "short/checkpoints/last.pt", "--set", "train.epochs=4")
     assert "resuming from" in capsys.readouterr().out
-    _cli("train", "--params", params, "--set", "train.epochs=4", "--patches", patches, "--out", tmp_path / "long")
+    cli("train", "--params", params, "--set", "train.epochs=4", "--patches", patches, "--out", tmp_path / "long")
     long = _weights(tmp_path / "long/model.safetensors")
     for key, value in _weights(tmp_path / "short/model.safetensors").items():
         assert torch.equal(value, long[key]), key
@@ -326,14 +305,14 @@ def test_cli_train_then_resume_longer_equals_one_long_run(tmp_path, patches, cap
 
 
 def test_cli_resume_with_other_model_or_data_params_is_refused_in_one_line(tmp_path, patches, capsys):
-    _cli("train", "--params", _params_file(tmp_path, epochs=1), "--patches", patches, "--out", tmp_path / "run")
+    cli("train", "--params", train_params_file(tmp_path, epochs=1), "--patches", patches, "--out", tmp_path / "run")
     for change in ("model.name=edsr", "data.scale=3", "loss.vgg_weight=0.3"):
         with pytest.raises(SystemExit):
-            _cli("resume", tmp_path / "run/checkpoints/last.pt", "--set", change)
+            cli("resume", tmp_path / "run/checkpoints/last.pt", "--set", change)
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "a resume may change train.* params only" in err[0], err
     with pytest.raises(SystemExit):
-        _cli("resume", tmp_path / "run/checkpoints/best_psnr.pt", "--num-epoch", "2")
+        cli("resume", tmp_path / "run/checkpoints/best_psnr.pt", "--num-epoch", "2")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds weights only" in err[0]
 
@@ -358,7 +337,7 @@ def test_srgan_trains_its_discriminator_and_resumes_it_exactly(tmp_path, patches
 
 def test_cli_train_without_prepared_patches_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        _cli("train", "--params", _params_file(tmp_path), "--patches", tmp_path / "none", "--out", tmp_path / "run")
+        cli("train", "--params", train_params_file(tmp_path), "--patches", tmp_path / "none", "--out", tmp_path / "run")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none: no prepared store (index.json missing" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "run").exists()
@@ -398,9 +377,9 @@ def test_a_cosine_run_interrupted_resumes_exactly_and_is_not_extended(tmp_path, 
     for key, value in _weights(tmp_path / "resumed" / "model.pt").items():
         assert torch.equal(value, straight[key]), key
     # the decay is shaped by the epoch count: a longer run continues, and says it is another run
-    _cli("train", "--params", _params_file(tmp_path, epochs=1, **cosine), "--patches", patches, "--out", tmp_path / "cli")
+    cli("train", "--params", train_params_file(tmp_path, epochs=1, **cosine), "--patches", patches, "--out", tmp_path / "cli")
     capsys.readouterr()
-    _cli("resume", tmp_path / "cli/checkpoints/last.pt", "--set", "train.epochs=2")
+    cli("resume", tmp_path / "cli/checkpoints/last.pt", "--set", "train.epochs=2")
     assert "train.epochs 1 -> 2: from here this run differs from an uninterrupted one" in capsys.readouterr().out
     # a DVC stage (no explicit resume) never continues a checkpoint of other train params: it starts afresh
     fresh = train(_job(tmp_path, patches, "resumed", epochs=4, **cosine))
@@ -499,14 +478,14 @@ def test_cli_train_init_warm_starts_an_x3_run_from_an_x2_model(tmp_path, photo, 
     save_pairs(folder, "val", crop_pairs(photo, 3, 24, 8, Degradation("bicubic"), rng))
     x2 = _edsr_file(tmp_path / "x2.pt", 2)
     edsr_x3 = ["--set", "model.name=edsr", "--set", "data.scale=3", "--set", "data.hr_size=24", "--patches", folder]
-    params = _params_file(tmp_path, epochs=1, lr=1e-9)  # the weights stay (within 1e-6) where they started
-    _cli("train", "--params", params, *edsr_x3, "--init", tmp_path / "x2.pt", "--out", tmp_path / "warm")
+    params = train_params_file(tmp_path, epochs=1, lr=1e-9)  # the weights stay (within 1e-6) where they started
+    cli("train", "--params", params, *edsr_x3, "--init", tmp_path / "x2.pt", "--out", tmp_path / "warm")
     assert "tensors made for another scale start fresh (tail.0.0.bias, tail.0.0.weight)" in capsys.readouterr().out
     warm = _weights(tmp_path / "warm/model.safetensors")
     for key in ("head.weight", "body.0.body.0.weight", "tail.1.weight"):  # a fresh init differs by ~1e-2
         assert torch.allclose(warm[key], x2[key], atol=1e-6), key
     with pytest.raises(SystemExit):  # another arch: one line naming the file
-        _cli("train", "--params", params, *edsr_x3[2:], "--init", tmp_path / "x2.pt", "--out", tmp_path / "bad")
+        cli("train", "--params", params, *edsr_x3[2:], "--init", tmp_path / "x2.pt", "--out", tmp_path / "bad")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "x2.pt: holds edsr weights, which cannot start a srcnn model" in err[0]
 
