@@ -7,6 +7,7 @@
 # <model>_perceptual, the wall time and the peak RSS (/usr/bin/time -v).
 #
 #   SRLAB_DATA_MIRROR=../shared/data bash bench/recipes_cpu.sh WORK [NAME ...]
+#   ONLY_MAIN=1 ...: each recipe's main run alone, not its other runs
 set -euo pipefail
 work=${1:?usage: bash bench/recipes_cpu.sh WORK [NAME ...]}
 shift
@@ -34,7 +35,7 @@ for name in "${names[@]}"; do
   srlab recipe "$name" > /dev/null
   runs=("main")
   mapfile -t more < <(python -c "from srlab.recipes import load_recipe; r = load_recipe('$name'); print('\n'.join(f'{k}\t{\" \".join(\"-S \" + o for o in v)}' for k, v in r.runs.items()))")
-  for line in "${more[@]}"; do [ -n "$line" ] && runs+=("$line"); done
+  [ -n "${ONLY_MAIN:-}" ] || for line in "${more[@]}"; do [ -n "$line" ] && runs+=("$line"); done
   for run in "${runs[@]}"; do
     label=${run%%$'\t'*}
     extra=""; [ "$label" != main ] && extra=${run#*$'\t'}
