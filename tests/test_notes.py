@@ -237,3 +237,18 @@ def test_the_test_sets_are_scored_at_x8(tmp_path, photo):
     summary, _ = evaluate(params, tmp_path / "test", {"johnson_mse": model}, tmp_path / "sr")
     assert summary["provenance"]["scale"] == 8 and np.isfinite(summary["Set5"]["bicubic"]["psnr"])
     assert Image.open(tmp_path / "sr" / "Set5" / "johnson_mse" / "a.png").size == (120, 96)  # 96 x 120 is a multiple of 8
+
+
+def test_srcnn_note_flags_are_shortcuts_for_their_params():
+    """--cuda, --lr, --batch-size, --num-epoch and --save-freq, on `srlab train` and `srlab resume`."""
+    import argparse
+
+    from srlab.cli import add_note_flags, note_flags
+
+    parser = argparse.ArgumentParser()
+    add_note_flags(parser)
+    args = parser.parse_args(["--cuda", "--lr", "1e-4", "--batch-size=128", "--num-epoch=200", "--save-freq", "10"])
+    assert note_flags(args, "mse") == ["train.device=cuda", "train.lr=0.0001", "train.batch_size=128",
+                                       "train.epochs=200", "train.save_every=10"]
+    assert "train.perceptual_epochs=200" in note_flags(args, "perceptual")  # a perceptual run's epoch count
+    assert note_flags(parser.parse_args([]), "mse") == []
