@@ -80,9 +80,10 @@ def apply(recipe: Recipe, params_file: Path = Path("params.yaml")) -> list[str]:
         raise SrlabError(f"{params_file}: no such parameter file") from None
     changes: list[str] = []
     _assign(tree, recipe.values(), "", changes)
-    parse_params(yaml.safe_load(_dump(io, tree)), source=str(params_file))
+    text = _dump(io, tree)
+    parse_params(yaml.safe_load(text), source=str(params_file))
     with atomic_path(params_file) as tmp:
-        tmp.write_text(_dump(io, tree))
+        tmp.write_text(text)
     return changes
 
 
