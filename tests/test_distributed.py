@@ -16,7 +16,8 @@ import json, os, sys
 from pathlib import Path
 import srlab.checkpoint
 from srlab.params import parse_params
-from srlab.training import PatchStore, TrainJob, train
+from srlab.data.loader import PatchStore
+from srlab.training import TrainJob, train
 
 # record what this process trains on (the pair indices of each step) and which files it writes
 seen, written = [], []

@@ -160,7 +160,7 @@ def test_srgan_logs_its_discriminator_loss_keeps_it_with_the_best_checkpoints_an
 
 def test_random_rotation_keeps_lr_and_hr_an_exact_pair(photo):
     from srlab.data.degrade import downscale, rotate
-    from srlab.training import draw_rotations, rotation
+    from srlab.data.augment import draw_rotations, rotation
 
     p = parse_params({"data": {"scale": 4}, "train": {"rotate_degrees": 10, "batch_size": 4}})
     angles, kernels = draw_rotations(p, torch.Generator().manual_seed(0))

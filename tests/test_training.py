@@ -16,8 +16,8 @@ from srlab.params import parse_params
 from srlab.training import TrainJob, train
 
 
-def _job(tmp_path, patches, run: str, **params) -> TrainJob:
-    p = parse_params({"train": {"batch_size": 8, "device": "cpu", **params}})
+def _job(tmp_path, patches, run: str, loss: dict | None = None, **params) -> TrainJob:
+    p = parse_params({"train": {"batch_size": 8, "device": "cpu", **params}, "loss": loss or {}})
     return TrainJob(name="t", params=p, weights={"mse": 1.0, "perceptual": 0.5}, epochs=p.train.epochs, patches=patches,
                     model_out=tmp_path / run / "model.pt", checkpoint_dir=tmp_path / run / "ckpt")
 
@@ -76,11 +76,15 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, patches, monkeypa
         assert torch.equal(value, straight[key]), key
 
 
-@pytest.mark.parametrize("change", ["nothing", "params", "code", "data"])
+@pytest.mark.parametrize("change", ["nothing", "params", "code", "data", "weights"])
 def test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data(tmp_path, patches, photo, rng, monkeypatch, change):
     import srlab.training as training
+    from torchvision.models import vgg16
 
-    train(_job(tmp_path, patches, "a", epochs=1))
+    weights = tmp_path / "vgg16.pth"  # loss.vgg_init as a path: the file's content counts, not its name
+    torch.save(vgg16(weights=None).state_dict(), weights)
+    loss = {"vgg_init": str(weights)} if change in ("nothing", "weights") else None
+    train(_job(tmp_path, patches, "a", loss, epochs=1))
     real_save, epochs_trained = checkpoint.save, []
 
     def counting_save(path, payload):
@@ -92,7 +96,9 @@ def test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data(tmp_p
         monkeypatch.setattr(training, "_code_digest", lambda: "edited")
     if change == "data":  # the same number of pairs, cut from the photo mirrored
         save_pairs(patches, "train", crop_pairs(photo[:, ::-1], 2, 16, 24, Degradation("bicubic"), rng))
-    train(_job(tmp_path, patches, "a", epochs=1, **({"lr": 0.01} if change == "params" else {})))
+    if change == "weights":  # other weights under the same path
+        torch.save(vgg16(weights=None).state_dict(), weights)
+    train(_job(tmp_path, patches, "a", loss, epochs=1, **({"lr": 0.01} if change == "params" else {})))
     # the same job resumes after its last epoch and trains nothing; any change trains epoch 1 afresh
     assert epochs_trained == ([] if change == "nothing" else [1])
 
@@ -124,15 +130,15 @@ def test_batch_larger_than_the_data_is_a_parameter_error(tmp_path, patches):
 
 
 def test_epoch_samples_draws_a_new_random_subset_of_the_pairs_each_epoch(tmp_path, patches, monkeypatch):
-    from srlab import training
+    from srlab.data import loader
 
-    seen, batches = [], training.PatchStore.batches
+    seen, batches = [], loader.PatchStore.batches
 
     def record(self, indices):
         seen.append(torch.cat(indices).tolist())
         return batches(self, indices)
 
-    monkeypatch.setattr(training.PatchStore, "batches", record)
+    monkeypatch.setattr(loader.PatchStore, "batches", record)
     train(_job(tmp_path, patches, "x", epochs=3, epoch_samples=16))  # of 24 pairs, batches of 8
     assert [len(epoch) for epoch in seen] == [16, 16, 16]
     assert all(len(set(epoch)) == 16 and set(epoch) <= set(range(24)) for epoch in seen)
@@ -258,6 +264,70 @@ def test_sigkill_mid_epoch_and_inside_every_kind_of_save_then_rerun_gives_the_sa
     assert not list(killed.rglob("*.tmp*"))  # the killed writes' temporary files were cleared
 
 
+_CTRL_C_DRIVER = """
+import os, runpy, signal, sys
+import srlab.checkpoint
+
+# Ctrl-C at the n-th lock release after the first last.pt is written: at the start of the next
+# epoch, where the batch loader starts its thread and queues its first batches
+nth, seen = int(os.environ["CTRL_C_AT"]), 0
+save = srlab.checkpoint.save
+
+
+def save_then_arm(path, payload):
+    save(path, payload)
+    if path.name == "last.pt" and sys.getprofile() is None:
+        sys.setprofile(ctrl_c_at_a_lock_release)
+
+
+def ctrl_c_at_a_lock_release(frame, event, arg):  # a signal lands between any two bytecodes
+    global seen
+    if event == "c_call" and getattr(arg, "__name__", "") in ("__exit__", "release"):
+        seen += 1
+        if seen == nth:
+            sys.setprofile(None)
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+srlab.checkpoint.save = save_then_arm
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_ctrl_c_at_any_of_the_first_lock_releases_of_an_epoch_exits_130(tmp_path, patches):
+    """A Ctrl-C that lands inside a library's locking (ThreadPoolExecutor.submit, between its two
+    `with` locks, as the loader queued an epoch's first batches) once left a lock held, and the
+    interrupted stage waited for it for ever. Each of the first lock releases of an epoch is tried."""
+    import os
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import REPO
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(_CTRL_C_DRIVER)
+
+    def interrupt_at(nth: int) -> str:
+        run = tmp_path / f"run{nth}"
+        cmd = [sys.executable, str(driver), str(REPO / "stages" / "train_mse.py"), "--params",
+               str(train_params_file(tmp_path, epochs=3)), "--patches", str(patches), "--out", str(run / "mse.pt"),
+               "--live", str(run / "live"), "--checkpoints", str(run / "ckpt")]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "CTRL_C_AT": str(nth)})
+        except subprocess.TimeoutExpired:
+            return f"Ctrl-C at lock release {nth}: the stage was still running 120 s later"
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        if done.returncode != 130 or last != "train_mse: interrupted; completed checkpoints are kept and the run can resume":
+            return f"Ctrl-C at lock release {nth}: exit {done.returncode}, {last!r}"
+        return ""
+
+    with ThreadPoolExecutor(2) as pool:
+        failures = [f for f in pool.map(interrupt_at, range(1, 9)) if f]
+    assert not failures, "\n".join(failures)
+
+
 def test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes(tmp_path, patches):
     """SIGINT to the real stage process, as a terminal's Ctrl-C sends it (not an exception raised
     inside the test's own process)."""
@@ -273,9 +343,10 @@ def test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes(
     cmd = [sys.executable, str(REPO / "stages" / "train_mse.py"), "--params", str(params), "--patches", str(patches),
            "--out", str(tmp_path / "mse.pt"), "--live", str(tmp_path / "live"), "--checkpoints", str(tmp_path / "ckpt")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 900  # a safety net, not a timing: the event waited for is the first checkpoint
     while not (tmp_path / "ckpt" / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert (tmp_path / "ckpt" / "last.pt").exists(), "the stage wrote no checkpoint"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -409,14 +480,14 @@ def test_truncated_patch_file_is_one_line_naming_the_file(tmp_path, patches):
 
 
 def test_batches_gathered_from_the_memory_map_train_exactly_as_pairs_held_in_memory(tmp_path, patches, monkeypatch):
-    from srlab import training
+    from srlab.data import loader
 
     crop = {"crop_size": 8}  # the crops and flips are drawn alike on both paths
-    releases, release = [], training.store.Pairs.release
-    monkeypatch.setattr(training.store.Pairs, "release", lambda self: (releases.append(1), release(self)))
+    releases, release = [], loader.store.Pairs.release
+    monkeypatch.setattr(loader.store.Pairs, "release", lambda self: (releases.append(1), release(self)))
     host = train(_job(tmp_path, patches, "host", epochs=2, **crop))
     assert releases  # the memory map's pages were dropped on the way, and the batches did not change
-    monkeypatch.setattr(training, "fits_on_device", lambda nbytes, device: True)  # as if held on a GPU: in memory
+    monkeypatch.setattr(loader, "fits_on_device", lambda nbytes, device: True)  # as if held on a GPU: in memory
     train(_job(tmp_path, patches, "resident", epochs=2, **crop))
     assert host["history"] == checkpoint.load(tmp_path / "resident" / "model.pt")["meta"]["history"]
     resident = _weights(tmp_path / "resident" / "model.pt")
@@ -425,12 +496,12 @@ def test_batches_gathered_from_the_memory_map_train_exactly_as_pairs_held_in_mem
 
 
 def test_patches_go_to_the_device_only_within_their_share_of_free_memory(monkeypatch):
-    from srlab import training
+    from srlab.data import loader
 
-    assert not training.fits_on_device(1, torch.device("cpu"))  # on CPU batches come from the memory map
+    assert not loader.fits_on_device(1, torch.device("cpu"))  # on CPU batches come from the memory map
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (8 * 2**30, 80 * 2**30))
-    assert training.fits_on_device(4 * 2**30, torch.device("cuda"))
-    assert not training.fits_on_device(4 * 2**30 + 1, torch.device("cuda"))
+    assert loader.fits_on_device(4 * 2**30, torch.device("cuda"))
+    assert not loader.fits_on_device(4 * 2**30 + 1, torch.device("cuda"))
 
 
 def _edsr_file(path, scale: int):
@@ -491,7 +562,7 @@ def test_cli_train_init_warm_starts_an_x3_run_from_an_x2_model(tmp_path, photo, 
 
 
 def test_random_crops_cut_each_pair_at_one_aligned_corner():
-    from srlab.training import augment, crop_at, draw_corners
+    from srlab.data.augment import augment, crop_at, draw_corners
 
     generator = torch.Generator().manual_seed(0)
     hr = torch.randint(0, 256, (6, 3, 24, 24), dtype=torch.uint8)
@@ -508,7 +579,7 @@ def test_random_crops_cut_each_pair_at_one_aligned_corner():
 
 
 def test_each_of_the_8_symmetries_is_drawn_and_turns_lr_and_hr_alike():
-    from srlab.training import augment, draw_flips
+    from srlab.data.augment import augment, draw_flips
 
     lr = torch.randint(0, 256, (1, 3, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)  # random: no symmetry of its own
     hr = lr.repeat_interleave(3, -1).repeat_interleave(3, -2)  # nearest x3: it commutes with every flip

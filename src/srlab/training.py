@@ -2,10 +2,8 @@
 
 Both pipeline models come from here: train_mse with the pixel terms of the loss, train_perceptual
 with all of them (VGG16 perceptual, VGG19 / ResNet content, adversarial), starting from the MSE
-model. The prepared pairs are read memory-mapped: on a GPU where they fit they are copied to the
-device once; otherwise (and on CPU) a background thread gathers each batch from the map while the
-previous step runs, so host memory holds batches, not the store. Batches are augmented (random
-crops, flips, 90-degree rotations) on the device; losses are read back once per epoch, not per step.
+model. Batches come from `data.loader` and are augmented by `data.augment` on the training
+device; losses are read back once per epoch, not per step.
 """
 
 from __future__ import annotations
@@ -14,21 +12,20 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from srlab import __version__, checkpoint, distributed
-from srlab.backbones import describe_vgg
+from srlab import __version__, checkpoint, distributed, interrupts
+from srlab.backbones import describe, describe_vgg
 from srlab.data import store
+from srlab.data.augment import augment, draw_corners, draw_flips, draw_rotations, rotation
+from srlab.data.loader import PatchStore, as_float
 from srlab.device import describe_device, resolve_device, seed_everything
 from srlab.ema import WeightAverage
 from srlab.errors import SrlabError
@@ -41,8 +38,6 @@ from srlab.params import Params, TrainParams
 
 SCORED_PIXELS = 1024 * 64 * 64  # HR pixels scored per split each epoch: bounds the cached target features and the time
 SCORING_BATCH_PIXELS = 64 * 64 * 64  # HR pixels per scoring batch: bounds the VGG activations whatever the patch size
-DEVICE_SHARE = 0.5  # of the free GPU memory that the training pairs may take; beyond it they are gathered from the map
-PREFETCH = 2  # batches gathered ahead of the step
 BEST = {"psnr": "best_psnr.pt", "ssim": "best_ssim.pt"}  # kept beside last.pt, as the SRGAN note does
 
 
@@ -97,12 +92,13 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None, must_re
     seed_everything(p.seed)
     ranks, device, started = distributed.start(resolve_device(p.train.device))
     try:
-        return _train(job, log, must_resume, ranks, device)
+        with interrupts.deferred() as honour_ctrl_c:
+            return _train(job, log, must_resume, ranks, device, honour_ctrl_c)
     finally:
         distributed.stop(started)
 
 
-def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, device: torch.device) -> dict:
+def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, device: torch.device, honour_ctrl_c) -> dict:
     p = job.params
     # NHWC speeds cuDNN up; on CPU it slows the backward pass, so CPU keeps the default layout
     layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
@@ -200,6 +196,7 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
             running["discriminator"] = torch.zeros((), device=device)
         first_bad = torch.full((), -1, device=device)  # step of the first non-finite loss, read once per epoch
         for step, pair in enumerate(train_set.batches([idx[share] for idx in batches])):
+            honour_ctrl_c()  # between steps, where no lock is held (srlab.interrupts)
             flips = draw_flips(p.train.batch_size, generator)[:, share]
             corners = draw_corners(p.train.batch_size, train_set.patch_size, crop, p.data.scale, generator)[:, share] if crop else None
             remake = None
@@ -235,6 +232,7 @@ def _train(job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, devi
                              f"last good checkpoint kept at {last_path}")
         if p.train.lr_schedule != "constant" or p.train.warmup_steps:  # a curve worth plotting only when it moves
             row["train/lr"] = rate
+        honour_ctrl_c()
         if not ranks.main:
             continue  # rank 0 scores, logs and checkpoints; the others go on to the next epoch
         for split, patches in scored.items():
@@ -321,161 +319,6 @@ def _model_meta(job: TrainJob, model, device) -> dict:
     }
 
 
-def fits_on_device(nbytes: int, device: torch.device) -> bool:
-    """Whether pairs of `nbytes` may live on a CUDA `device`: up to DEVICE_SHARE of its free memory,
-    leaving the rest to the model, its activations and the optimiser."""
-    if device.type != "cuda":
-        return False  # on CPU the memory map is as close as the data gets
-    free, _ = torch.cuda.mem_get_info(device)
-    return nbytes <= DEVICE_SHARE * free
-
-
-class PatchStore:
-    """A split's LR and HR pairs for training, handed out as N x 3 x H x W uint8 batches on the
-    training device. On a GPU where they fit they are copied there once (`resident`); otherwise
-    each batch is gathered from the memory-mapped store (into pinned memory on CUDA) and the pages
-    it mapped are released, so host memory holds a few batches however large the store is."""
-
-    def __init__(self, pairs: store.Pairs, device: torch.device):
-        self.pairs, self.device = pairs, device
-        self.sources = [torch.from_numpy(a) for a in (pairs.lr, pairs.hr)]  # N x H x W x 3 views of the map
-        self.resident = fits_on_device(pairs.nbytes, device)
-        if self.resident:
-            self.tensors = [self._copy_to_device(t) for t in self.sources]
-
-    def __len__(self) -> int:
-        return len(self.sources[0])
-
-    @property
-    def patch_size(self) -> int:  # HR side
-        return self.sources[1].shape[1]
-
-    def batch(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        """The LR and HR pairs at `idx` (a CPU index tensor), on the training device."""
-        if self.resident:
-            idx = idx.to(self.device)
-            return [t[idx] for t in self.tensors]
-        return self._on_device(self._gather(idx))
-
-    def batches(self, indices: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
-        """`batch(idx)` for each of `indices`, each gathered by a background thread while the
-        step before it runs (the gathering only copies: the batches are the same either way)."""
-        if self.resident:
-            yield from map(self.batch, indices)
-            return
-        with ThreadPoolExecutor(1, thread_name_prefix="srlab-gather") as pool:
-            ahead = deque()
-            for idx in indices:
-                ahead.append(pool.submit(self._gather, idx))
-                if len(ahead) > PREFETCH:
-                    yield self._next(ahead)
-            while ahead:
-                yield self._next(ahead)
-
-    def _next(self, ahead: deque) -> list[torch.Tensor]:
-        # torch.profiler does not see the gathering thread; what the step loses to it shows here
-        with torch.profiler.record_function("srlab::wait_for_batch"):
-            gathered = ahead.popleft().result()
-        return self._on_device(gathered)
-
-    def spread(self, count: int) -> list[torch.Tensor]:
-        """`count` evenly spaced pairs (all when there are fewer), on the training device."""
-        step = max(1, len(self) // count)
-        return self.batch(torch.arange(0, len(self), step)[:count])
-
-    def _gather(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        self.pairs.will_need(idx.tolist())  # one read-ahead request per row, rather than a page fault per page
-        # a fresh pinned buffer per batch: the caching host allocator will not reuse it while its copy is in flight
-        pin = self.device.type == "cuda"
-        out = [torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=pin))
-               for t in self.sources]
-        self.pairs.release()  # the kernel maps whole page-cache folios (MBs) per row read: drop them at once
-        return out
-
-    def _on_device(self, gathered: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [g.to(self.device, non_blocking=True).permute(0, 3, 1, 2).contiguous() for g in gathered]
-
-    def _copy_to_device(self, source: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-        n, h, w, c = source.shape
-        out = torch.empty((n, c, h, w), dtype=source.dtype, device=self.device)
-        for i in range(0, n, chunk):
-            out[i : i + chunk] = source[i : i + chunk].to(self.device).permute(0, 3, 1, 2)
-            self.pairs.release()
-        return out
-
-
-def _as_float(batch: torch.Tensor, layout=torch.contiguous_format) -> torch.Tensor:
-    return batch.float().div_(255.0).contiguous(memory_format=layout)
-
-
-def augment(lr: torch.Tensor, hr: torch.Tensor, flips: torch.Tensor, corners: torch.Tensor | None, crop: int,
-            scale: int, layout, remake: Callable | None = None) -> list[torch.Tensor]:
-    """A uint8 batch as the model trains on it: each pair cropped at its corner (when there are
-    corners), made again from its HR side by `remake` (a rotation), converted to float and
-    flipped, LR and HR alike so the pairs stay aligned."""
-    if corners is not None:
-        corners = corners.to(lr.device)
-        lr, hr = crop_at(lr, corners, crop // scale), crop_at(hr, corners * scale, crop)
-    if remake is not None:
-        lr, hr = remake(hr)
-    flips = flips.to(lr.device)
-    return [apply_flips(_as_float(t), flips, layout) for t in (lr, hr)]
-
-
-def draw_corners(batch: int, patch: int, crop: int, scale: int, generator: torch.Generator) -> torch.Tensor:
-    """2 x batch top-left corners of `crop`-pixel HR crops of `patch`-pixel patches, in LR pixels
-    (so that the HR corner, `scale` times it, lands on the LR grid)."""
-    return torch.randint(0, (patch - crop) // scale + 1, (2, batch), generator=generator)
-
-
-def crop_at(x: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
-    """The `size` x `size` window of each image of `x` (N x C x H x W) whose top-left corner is
-    (corners[0, n], corners[1, n]), gathered in one indexing operation."""
-    steps = torch.arange(size, device=x.device)
-    rows, cols = corners[0, :, None] + steps, corners[1, :, None] + steps  # N x size each
-    picked = x[torch.arange(len(x), device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-    return picked.permute(0, 3, 1, 2)  # the indexed dims come first: N x size x size x C
-
-
-def draw_rotations(p: Params, generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
-    """One angle per sample, uniform in [-train.rotate_degrees, train.rotate_degrees], and the
-    kernel that makes its LR image (one drawn per sample when data.degradation is mixed)."""
-    from srlab.data.degrade import KERNELS
-
-    batch = p.train.batch_size
-    angles = (torch.rand(batch, generator=generator, dtype=torch.float64) * 2 - 1) * p.train.rotate_degrees
-    if p.data.degradation != "mixed":
-        return angles, [p.data.degradation] * batch
-    return angles, [KERNELS[i] for i in torch.randint(0, len(KERNELS), (batch,), generator=generator).tolist()]
-
-
-def rotation(p: Params, angles: torch.Tensor, kernels: list[str]) -> Callable[[torch.Tensor], list[torch.Tensor]]:
-    """HR batch (N x 3 x H x W uint8) -> [LR, HR]: each HR image rotated by its angle (bicubic,
-    edges reflected, same size) and its LR made from the rotated image with its kernel, on the CPU
-    by the functions that prepared the store, so LR and HR stay an exact pair."""
-    from srlab.data.degrade import downscale, rotate
-
-    def remake(hr: torch.Tensor) -> list[torch.Tensor]:
-        rotated = [rotate(img, float(a)) for img, a in zip(hr.permute(0, 2, 3, 1).cpu().numpy(), angles)]
-        lrs = [downscale(img, p.data.scale, k, p.data.blur_sigma) for img, k in zip(rotated, kernels)]
-        return [torch.from_numpy(np.stack(x)).permute(0, 3, 1, 2).to(hr.device) for x in (lrs, rotated)]
-
-    return remake
-
-
-def draw_flips(batch: int, generator: torch.Generator) -> torch.Tensor:
-    """One of the 8 symmetries of a square per sample: horizontal flip, vertical flip, transpose."""
-    return torch.randint(0, 2, (3, batch), generator=generator).bool()
-
-
-def apply_flips(x: torch.Tensor, flips: torch.Tensor, layout) -> torch.Tensor:
-    """The same flips for an LR batch and its HR batch keep the pairs aligned."""
-    x = torch.where(flips[0, :, None, None, None], x.flip(-1), x)
-    x = torch.where(flips[1, :, None, None, None], x.flip(-2), x)
-    x = torch.where(flips[2, :, None, None, None], x.transpose(-1, -2), x)
-    return x.contiguous(memory_format=layout)
-
-
 class _Scored:
     """A fixed set of patches scored every epoch on both loss terms, whatever the training weight,
     so the MSE and perceptual runs share curves. Target features never change: computed once."""
@@ -487,7 +330,7 @@ class _Scored:
         self.batches = []
         with torch.no_grad():
             for i in range(0, len(pairs[0]), batch):
-                lr, hr = pairs[0][i : i + batch], _as_float(pairs[1][i : i + batch], layout)
+                lr, hr = pairs[0][i : i + batch], as_float(pairs[1][i : i + batch], layout)
                 self.batches.append((lr, hr, perceptual.extract(hr)))
 
     @torch.no_grad()
@@ -496,7 +339,7 @@ class _Scored:
         model.eval()
         total, count = {"l_mse": 0.0, "l_perceptual": 0.0, "ssim": 0.0}, 0
         for lr, hr, target_features in self.batches:
-            out = model(_as_float(lr, self.layout)).clamp(0, 1)
+            out = model(as_float(lr, self.layout)).clamp(0, 1)
             total["l_mse"] += float(torch.nn.functional.mse_loss(out, hr)) * len(lr)
             total["l_perceptual"] += float(self.perceptual.distance(self.perceptual.extract(out), target_features)) * len(lr)
             total["ssim"] += (1 - float(self.ssim(out, hr))) * len(lr)
@@ -547,7 +390,7 @@ def _fingerprint(job: TrainJob, training: bool = True) -> str:
     learning rate is constant: a longer run then continues a shorter one exactly. A cosine
     schedule is shaped by the epoch count, so there it counts. With `training` False, none of
     the train.* params: the run's lineage, which `srlab resume` may continue with other ones."""
-    params = job.params.to_dict()
+    params, loss = job.params.to_dict(), job.params.loss
     if not training:
         params.pop("train")
     elif job.params.train.lr_schedule == "constant":
@@ -556,5 +399,7 @@ def _fingerprint(job: TrainJob, training: bool = True) -> str:
         "params": params, "weights": job.weights, "code": _code_digest(),
         "data": store.digest(job.patches),
         "init": file_md5(job.init_from) if job.init_from else None,
+        "backbones": [describe(name, init, job.params.seed) for name, init in  # a weights file's SHA-256, not its name
+                      (("vgg16", loss.vgg_init), ("vgg19", loss.vgg19_init), ("resnet18", loss.resnet_init)) if init != "random"],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
