@@ -166,6 +166,7 @@ def _vgg16_file(folder, seed=0):
 
 def test_lpips_is_reported_per_set_method_and_image_when_the_imagenet_backbone_is_there(tmp_path, srcnn, photo, monkeypatch):
     from srlab import lpips_score
+    from srlab.backbones import Backbone
     from srlab.evaluation import evaluate
     from srlab.params import parse_params
 
@@ -174,7 +175,7 @@ def test_lpips_is_reported_per_set_method_and_image_when_the_imagenet_backbone_i
         Image.fromarray(np.ascontiguousarray(image)).save(tmp_path / "test" / "Set5" / f"{name}.png")
     _, prefix = _vgg16_file(tmp_path / "mirror")
     monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path / "mirror"))
-    monkeypatch.setattr(lpips_score, "SHA256_PREFIX", prefix)
+    monkeypatch.setattr(Backbone, "sha256_prefix", property(lambda self: prefix))
     params = parse_params({"eval": {"sets": ["Set5"]}, "train": {"device": "cpu"}})
     summary, table = evaluate(params, tmp_path / "test", {"srcnn_mse": _model_file(tmp_path, srcnn)}, tmp_path / "sr")
     assert summary["provenance"]["lpips"].startswith("LPIPS-VGG (lpips 0.1") and "vgg16-397923af.pth" in summary["provenance"]["lpips"]

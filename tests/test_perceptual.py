@@ -129,6 +129,37 @@ def test_weights_from_a_file_are_loaded_without_unpickling_code(tmp_path, featur
         backbones.vgg16_features(str(bad), seed=0)
 
 
+def test_imagenet_weights_are_used_only_with_the_published_hash_and_provenance_records_it(tmp_path, monkeypatch):
+    """A file under torchvision's name is checked against the SHA-256 prefix in that name (what
+    torch.hub checks) before use; a mismatch is one line naming the file; provenance records the
+    file's full SHA-256, for ImageNet files and for a path alike."""
+    import hashlib
+
+    for folder in ("mirror", "torch"):
+        (tmp_path / folder / "hub" / "checkpoints").mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path / "mirror"))
+    spec = backbones.BACKBONES["vgg16"]
+    places = {"mirror": tmp_path / "mirror" / spec.filename, "hub": tmp_path / "torch" / "hub" / "checkpoints" / spec.filename}
+    for where, path in places.items():
+        torch.save(torchvision_vgg_state(), path)  # random weights under the ImageNet name
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        with pytest.raises(SrlabError) as err:
+            backbones.vgg16_features("imagenet", seed=0)
+        line = str(err.value)
+        assert "\n" not in line and spec.filename in line and f"sha256 {digest[:8]}" in line and "expected 397923af" in line
+        monkeypatch.setattr(backbones.Backbone, "sha256_prefix", property(lambda self, d=digest: d[:8]))  # now it is "published"
+        assert isinstance(backbones.vgg16_features("imagenet", seed=0), nn.Sequential)
+        assert backbones.describe_vgg("imagenet", 0) == f"vgg16 imagenet1k_v1 (torchvision, sha256 {digest})"
+        monkeypatch.undo()
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+        path.unlink()
+    weights = tmp_path / "mine.pth"
+    torch.save(torchvision_vgg_state(), weights)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert backbones.describe_vgg(str(weights), 0) == f"vgg16 from {weights} (sha256 {digest})"
+
+
 def torchvision_vgg_state():
     from torchvision.models import vgg16
 

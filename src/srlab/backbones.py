@@ -2,11 +2,14 @@
 `imagenet` (torchvision's weights) | `random` (seeded, untrained) | the path of a state dict.
 
 No ImageNet weights exist on machines without internet, so `random` keeps the pipeline runnable;
-every metrics file names which backbone made its numbers.
+every metrics file names which backbone made its numbers. An ImageNet file is used only when its
+SHA-256 starts with the prefix in torchvision's file name (`vgg16-397923af.pth`), which is what
+torch.hub checks on download; every file's full SHA-256 goes into the run's provenance.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, VGG16_Weights, VGG19_Weights, resnet18, vgg16, vgg19
 
 from srlab.errors import SrlabError
+from srlab.fileio import file_digest
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,10 @@ class Backbone:
     def filename(self) -> str:  # the name torchvision caches the weights under
         return Path(self.weights.url).name
 
+    @property
+    def sha256_prefix(self) -> str:  # vgg16-397923af.pth -> 397923af, the published hash's start
+        return self.filename.rsplit("-", 1)[1].split(".")[0]
+
 
 BACKBONES = {
     "vgg16": Backbone(vgg16, VGG16_Weights.IMAGENET1K_V1, "features.0.weight"),
@@ -39,11 +47,13 @@ IMAGENET_FILE = BACKBONES["vgg16"].filename  # vgg16-397923af.pth
 
 
 def describe(name: str, init: str, seed: int) -> str:
-    if init == "imagenet":
-        return f"{name} imagenet1k_v1 (torchvision)"
+    """Which weights made a number: the init rule and, for a file, its full SHA-256."""
     if init == "random":
         return f"{name} random init (seed {seed}), not ImageNet-trained"
-    return f"{name} from {init}"
+    if init == "imagenet":
+        path, why = imagenet_file(BACKBONES[name])
+        return f"{name} imagenet1k_v1 (torchvision, sha256 {sha256(path)})" if path else f"{name} imagenet1k_v1 ({why})"
+    return f"{name} from {init} (sha256 {sha256(Path(init)) if Path(init).is_file() else 'unknown: no such file'})"
 
 
 def describe_vgg(init: str, seed: int) -> str:
@@ -69,12 +79,42 @@ def vgg16_features(init: str, seed: int) -> nn.Sequential:
     return backbone("vgg16", init, seed).features
 
 
-def _imagenet_state(spec: Backbone, param: str) -> dict:
+@functools.lru_cache(maxsize=None)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # hashed once per file version and process
+    return file_digest(path, "sha256")
+
+
+def sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+def imagenet_file(spec: Backbone) -> tuple[Path | None, str]:
+    """(torchvision's ImageNet weights file for `spec`, "") from $SRLAB_DATA_MIRROR or torch's hub
+    cache, checked against its published hash; or (None, why not). The reason names the places by
+    their variables, not their paths: it goes into metrics, which must not change with the folder."""
     mirror = os.environ.get("SRLAB_DATA_MIRROR")
-    if mirror and (Path(mirror) / spec.filename).is_file():
-        return state_from_file(Path(mirror) / spec.filename, spec.build.__name__, spec, param)
+    places = ([("$SRLAB_DATA_MIRROR", Path(mirror))] if mirror else []) + [
+        ("$TORCH_HOME/hub/checkpoints", Path(torch.hub.get_dir()) / "checkpoints")]
+    for name, place in places:
+        path = place / spec.filename
+        if path.is_file():
+            digest = sha256(path)
+            if not digest.startswith(spec.sha256_prefix):
+                return None, (f"{name}/{spec.filename} is not torchvision's ImageNet {spec.build.__name__.upper()} "
+                              f"(sha256 {digest[:8]}..., expected {spec.sha256_prefix}...)")
+            return path, ""
+    return None, f"no ImageNet weights ({spec.filename} in {' or '.join(name for name, _ in places)})"
+
+
+def _imagenet_state(spec: Backbone, param: str) -> dict:
+    path, why = imagenet_file(spec)
+    if path:
+        return state_from_file(path, spec.build.__name__, spec, param)
+    if why.startswith("$"):  # a file is there under the published name, but its hash is not the published one
+        raise SrlabError(f"{param}=imagenet: {why}; delete it or use {param}=random")
     try:
-        return spec.weights.get_state_dict(progress=True, check_hash=True)
+        return spec.weights.get_state_dict(progress=True, check_hash=True)  # torch.hub checks the same prefix
     except Exception as exc:  # offline, proxy, hash: all mean "not available here"
         raise SrlabError(
             f"{param}=imagenet: cannot get {spec.filename} ({type(exc).__name__}: {exc}); "

@@ -10,37 +10,22 @@ is looked for in $SRLAB_DATA_MIRROR and torch's hub cache ($TORCH_HOME/hub/check
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from srlab.backbones import BACKBONES, state_from_file
-from srlab.fileio import file_digest
+from srlab.backbones import BACKBONES, imagenet_file, state_from_file
 from srlab.inference import to_tensor
 
 VGG16 = BACKBONES["vgg16"]
-SHA256_PREFIX = VGG16.filename.rsplit("-", 1)[1].split(".")[0]  # vgg16-397923af.pth: torchvision's check
 
 
 def imagenet_vgg16_file() -> tuple[Path | None, str]:
-    """(the verified ImageNet VGG16 weights file, "") or (None, why there is none). The reason
-    names the places by their variables, not their paths: it goes into reports/metrics.json, which
-    must not change with the folder a run happens in."""
-    mirror = os.environ.get("SRLAB_DATA_MIRROR")
-    places = ([("$SRLAB_DATA_MIRROR", Path(mirror))] if mirror else []) + [
-        ("$TORCH_HOME/hub/checkpoints", Path(torch.hub.get_dir()) / "checkpoints")]
-    for name, place in places:
-        path = place / VGG16.filename
-        if path.is_file():
-            digest = file_digest(path, "sha256")
-            if not digest.startswith(SHA256_PREFIX):
-                return None, (f"{name}/{VGG16.filename} is not torchvision's ImageNet VGG16 "
-                              f"(sha256 {digest[:8]}..., expected {SHA256_PREFIX}...)")
-            return path, ""
-    return None, f"no ImageNet VGG16 weights ({VGG16.filename} in {' or '.join(name for name, _ in places)})"
+    """(the verified ImageNet VGG16 weights file, "") or (None, why there is none)."""
+    path, why = imagenet_file(VGG16)
+    return path, why.replace("no ImageNet weights", "no ImageNet VGG16 weights")
 
 
 class LPIPS:
