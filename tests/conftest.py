@@ -105,7 +105,8 @@ def copy_project(repo: Path, mirror: Path | None) -> tuple[Path, dict]:
     fresh git + DVC project with one commit; and the environment to run DVC there."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
     for name in listed.stdout.splitlines():
-        if name == "dvc.lock" or name.startswith(("reports/", "data/", "models/", "tests/", "docs/")):
+        if name == "dvc.lock" or name.startswith(("reports/", "models/", "tests/", "docs/")) or (
+                name.startswith("data/") and not name.startswith("data/photos/")):  # the default folder source stays
             continue
         if (REPO / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)

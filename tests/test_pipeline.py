@@ -227,3 +227,34 @@ def test_empty_training_folder_stops_with_one_line(project, tmp_path):
     params = {"data": {"train_source": "folder", "train_dir": str(tmp_path / "empty")}}
     done = _stage(repo, env, "download", f"--out {tmp_path}/raw --downloads {tmp_path}/dl", params)
     _one_line_error(done, "data.train_dir=", "no image files found")
+
+
+@pytest.mark.slow
+def test_dvc_sees_a_folder_source_by_content(tmp_path, photo):
+    """Adding, changing or removing a photo of `data.train_dir` makes `dvc status` name the
+    download stage, and `dvc repro` re-run it: the folder is a dependency, not just a param value."""
+    from PIL import Image
+
+    repo, env = copy_project(tmp_path / "project", mirror_or_skip())
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        Image.fromarray(photo[:, i * 4 :] if i % 2 else photo[i * 4 :]).save(photos / f"{i}.png")
+    params = _deep_update(yaml.safe_load((repo / "params.yaml").read_text()),
+                          {**TINY, "data": {**TINY["data"], "train_source": "folder", "train_dir": str(photos)}})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _stages_run(_run("dvc repro prepare", repo, env).stdout) == {"download", "prepare"}
+    assert "up to date" in _run("dvc status --with-deps prepare", repo, env).stdout
+
+    def status_names_download_alone(change) -> None:
+        change()
+        status = _run("dvc status --with-deps prepare", repo, env).stdout
+        assert re.findall(r"^(\w+):", status, re.M) == ["download"] and str(photos) in status, status
+        assert _stages_run(_run("dvc repro prepare", repo, env).stdout) == {"download", "prepare"}
+        assert "up to date" in _run("dvc status --with-deps prepare", repo, env).stdout
+
+    status_names_download_alone(lambda: Image.fromarray(photo[::-1]).save(photos / "added.png"))
+    status_names_download_alone(lambda: Image.fromarray(photo[:, ::-1]).save(photos / "added.png"))
+    status_names_download_alone(lambda: (photos / "0.png").unlink())
+    manifest = json.loads((repo / "data" / "raw" / "manifest.json").read_text())
+    assert sorted(n.split("_", 1)[1] for n in manifest["train"] + manifest["val"]) == ["1.png", "2.png", "3.png", "added.png"]
