@@ -103,3 +103,16 @@ def test_gpu_session_script_parses_names_existing_recipes_and_refuses_an_unknown
                           env={**os.environ, "OUT": str(tmp_path)})
     assert done.returncode == 2 and done.stderr.strip() == "usage: bash bench/gpu_session.sh speed|x2|x3x4 (got 'x5')"
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_the_gpu_session_is_one_command_without_arguments_naming_files_that_exist():
+    """bench/gpu_session.sh must run as it is on the device machine (no arguments, no edits there)."""
+    import re
+
+    script = REPO / "bench" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    assert "$1" not in text and "${1" not in text  # takes no arguments
+    named = set(re.findall(r"bench/[\w.]+\.(?:py|yaml)", text))
+    assert {"bench/gpu_run.py", "bench/gpu_srcnn_x2.yaml"} <= named
+    assert all((REPO / name).is_file() for name in named), named
