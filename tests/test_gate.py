@@ -144,3 +144,58 @@ def test_compare_plots_psnr_against_lpips_when_the_runs_have_it(tmp_path, capsys
     err = capsys.readouterr().err
     assert "--x lpips: no experiment has LPIPS scores (not computed: no ImageNet VGG16 weights)" in err
     assert not (tmp_path / "none").exists()
+
+
+def _ci_gate_args() -> list[str]:
+    """The arguments of the `srlab check-metrics` line .ci/run gates with, as it runs them."""
+    import shlex
+    from pathlib import Path
+
+    line = next(line for line in (Path(__file__).parents[1] / ".ci" / "run").read_text().splitlines()
+                if line.startswith("srlab check-metrics"))
+    return shlex.split(line)[2:]  # after `srlab check-metrics`
+
+
+def test_ci_gate_passes_the_committed_metrics_moved_as_far_as_measured_across_cpus_and_catches_regressions(tmp_path, capsys):
+    """The committed metrics and a run of the same commit on another CPU kind differ by at most the
+    largest move measured between CPU kinds (docs/results: an AMD EPYC and an Intel Xeon run of one
+    commit, and bench/gate_spread.py's runs with the vector ISA pinned to AVX2 and not):
+    CI's gate, with .ci/run's own arguments, passes such a run whichever way each figure moved, and
+    fails a run whose srcnn_mse lost 0.1 dB on Set5, or whose perceptual model lost more than its
+    tolerance."""
+    from pathlib import Path
+
+    repo = Path(__file__).parents[1]
+    committed = json.loads((repo / "reports" / "metrics.json").read_text())
+    results = repo / "docs" / "results"
+    moves = json.loads((results / "gate_spread.json").read_text())["largest_move"]["same seed, other ISA"]
+    amd, intel = (json.loads((results / f"metrics_0893778_{kind}.json").read_text()) for kind in ("amd_epyc", "intel_xeon"))
+    for figure in moves:  # the same commit's run on each CPU kind
+        set_name, method = figure.split("/")
+        moves[figure] = max(moves[figure], abs(amd[set_name][method]["psnr"] - intel[set_name][method]["psnr"]))
+    args = _ci_gate_args()
+    assert args[0] == "reports/metrics.json" and args[args.index("--against") + 1] == "HEAD"
+    reference = tmp_path / "committed.json"
+    reference.write_text(json.dumps(committed))
+
+    def gate(changes: dict[str, float]) -> bool:
+        run = json.loads(json.dumps(committed))
+        for figure, delta in changes.items():
+            set_name, method = figure.split("/")
+            run[set_name][method]["psnr"] += delta
+        (tmp_path / "run.json").write_text(json.dumps(run))
+        gate_args = [str(tmp_path / "run.json"), *args[1:]]
+        gate_args[gate_args.index("--against") + 1] = str(reference)
+        try:
+            main(["check-metrics", *gate_args])
+            return True
+        except SystemExit:
+            return False
+        finally:
+            capsys.readouterr()
+
+    for sign in (1, -1):
+        assert gate({figure: sign * move for figure, move in moves.items()}), f"a run moved by {sign} x the measured spread"
+    assert not gate({"Set5/srcnn_mse": -0.1})
+    perceptual = float(next(a for a in args if a.startswith("srcnn_perceptual=")).split("=")[1])
+    assert gate({"Set5/srcnn_perceptual": -perceptual + 0.0005}) and not gate({"Set5/srcnn_perceptual": -perceptual - 0.0005})

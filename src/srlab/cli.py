@@ -12,12 +12,12 @@ from srlab.errors import SrlabError
 
 
 def check_metrics(args) -> None:
-    from srlab.gate import check, compare, read_metrics, reference_metrics
+    from srlab.gate import check, compare, read_metrics, reference_metrics, tolerances
 
     metrics = read_metrics(args.metrics)
     lines, failures = check(metrics, args.set, args.min_gain)
     if args.against:
-        more_lines, more_failures = compare(metrics, reference_metrics(args.against, args.metrics), args.tolerance)
+        more_lines, more_failures = compare(metrics, reference_metrics(args.against, args.metrics), tolerances(args.tolerance))
         lines, failures = lines + more_lines, failures + more_failures
     print("\n".join(lines))
     if failures:
@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     gate.add_argument("--min-gain", type=float, default=0.5, help="dB the MSE model must gain over bicubic (default 0.5)")
     gate.add_argument("--against", metavar="REV_OR_FILE",
                       help="also compare every PSNR with this metrics file, or with the metrics file as a git revision holds it")
-    gate.add_argument("--tolerance", type=float, default=0.05, help="dB every PSNR may move from --against's (default 0.05)")
+    gate.add_argument("--tolerance", action="append", metavar="[METHOD=]DB",
+                      help="dB a PSNR may move from --against's: for every method, or for one (repeat it); default 0.05")
     gate.set_defaults(func=check_metrics)
 
     lock = commands.add_parser("check-lock", help="fail unless dvc.lock's commands, params and code are the committed run's")

@@ -67,9 +67,22 @@ def lock_drift(lock: dict, reference: dict) -> list[str]:
     return failures
 
 
-def compare(metrics: dict, reference: dict, tolerance: float) -> tuple[list[str], list[str]]:
+def tolerances(values: list[str] | None, default: float = 0.05) -> dict[str, float]:
+    """`--tolerance` values, each `DB` (every method) or `METHOD=DB`, as {method or "*": dB}."""
+    parsed = {"*": default}
+    for value in values or []:
+        method, _, number = value.rpartition("=")
+        try:
+            parsed[method or "*"] = float(number)
+        except ValueError:
+            raise SrlabError(f"--tolerance {value}: expected dB or METHOD=dB, e.g. 0.05 or srcnn_mse=0.02") from None
+    return parsed
+
+
+def compare(metrics: dict, reference: dict, tolerance: dict[str, float]) -> tuple[list[str], list[str]]:
     """Return (report lines, failures): every PSNR of every set and method in `reference` must be
-    within `tolerance` dB of the run's (either way: a run that moved is not the committed one)."""
+    within its method's tolerance (`tolerance[method]`, else `tolerance["*"]`) of the run's, either
+    way: a run that moved is not the committed one."""
     lines, failures = [], []
     for set_name, methods in reference.items():
         if set_name == "provenance" or not isinstance(methods, dict):
@@ -79,10 +92,10 @@ def compare(metrics: dict, reference: dict, tolerance: float) -> tuple[list[str]
             if run is None:
                 failures.append(f"{set_name} {method} is in the reference but not in this run")
                 continue
-            delta = run["psnr"] - ref["psnr"]
-            lines.append(f"{set_name}: {method} {run['psnr']:.4f} dB vs {ref['psnr']:.4f} dB: {delta:+.4f} (tolerance {tolerance})")
-            if abs(delta) > tolerance:
-                failures.append(f"{set_name} {method} PSNR moved {delta:+.4f} dB from the reference, past {tolerance}")
+            delta, allowed = run["psnr"] - ref["psnr"], tolerance.get(method, tolerance["*"])
+            lines.append(f"{set_name}: {method} {run['psnr']:.4f} dB vs {ref['psnr']:.4f} dB: {delta:+.4f} (tolerance {allowed})")
+            if abs(delta) > allowed:
+                failures.append(f"{set_name} {method} PSNR moved {delta:+.4f} dB from the reference, past {allowed}")
     return lines, failures
 
 
