@@ -89,22 +89,6 @@ def test_gpu_run_init_without_its_metrics_is_one_line_and_writes_nothing(tmp_pat
     assert len(lines) == 1 and "loose.pt: needs a model made by gpu_run, with its metrics.json beside it" in lines[0]
 
 
-def test_gpu_session_script_parses_names_existing_recipes_and_refuses_an_unknown_part(tmp_path):
-    """The script runs only on the GPU machine; here: its syntax, the recipes it names, its usage line."""
-    import re
-
-    script = REPO / "bench" / "gpu_session.sh"
-    subprocess.run(["bash", "-n", str(script)], check=True)
-    recipes = set(re.findall(r"bench/gpu_edsr_x\$?\w+\.yaml", script.read_text()))
-    named = {r.replace("$scale", s) for r in recipes for s in ("3", "4")}
-    assert named == {"bench/gpu_edsr_x2.yaml", "bench/gpu_edsr_x3.yaml", "bench/gpu_edsr_x4.yaml"}
-    assert all((REPO / r).is_file() for r in named)
-    done = subprocess.run(["bash", str(script), "x5"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "OUT": str(tmp_path)})
-    assert done.returncode == 2 and done.stderr.strip() == "usage: bash bench/gpu_session.sh speed|x2|x3x4 (got 'x5')"
-    assert not list(tmp_path.iterdir())  # nothing written
-
-
 def test_the_gpu_session_is_one_command_without_arguments_naming_files_that_exist():
     """bench/gpu_session.sh must run as it is on the device machine (no arguments, no edits there)."""
     import re
@@ -112,7 +96,8 @@ def test_the_gpu_session_is_one_command_without_arguments_naming_files_that_exis
     script = REPO / "bench" / "gpu_session.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
-    assert "$1" not in text and "${1" not in text  # takes no arguments
+    top_level = [line for line in text.splitlines() if not re.match(r"\s*(#|\w+\(\) \{)", line)]  # not in a function
+    assert not [line for line in top_level if re.search(r"\$\{?[1-9@*#]", line)], "the script reads arguments"
     named = set(re.findall(r"bench/[\w.]+\.(?:py|yaml)", text))
     assert {"bench/gpu_run.py", "bench/gpu_srcnn_x2.yaml"} <= named
     assert all((REPO / name).is_file() for name in named), named
