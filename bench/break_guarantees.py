@@ -34,93 +34,215 @@ class Break:
 
 
 BREAKS = (
-    Break("atomic-writes", "checkpoints and outputs are written atomically; SIGKILL inside a save loses nothing",
-          "src/srlab/fileio.py", "        yield tmp\n", "        yield path\n        return\n",
-          ("tests/test_training.py::test_sigkill_mid_epoch_and_inside_every_kind_of_save_then_rerun_gives_the_same_weights",)),
-    Break("ctrl-c", "Ctrl-C: exit 130, one line, a resumable checkpoint",
-          "src/srlab/entry.py", "    except KeyboardInterrupt:", "    except ZeroDivisionError:",
-          ("tests/test_training.py::test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes",)),
-    Break("resume-other-data", "resume refuses a checkpoint made on other data",
-          "src/srlab/training.py", '"data": store.digest(job.patches),', '"data": None,',
-          ("tests/test_training.py::test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data",)),
-    Break("resume-other-params", "resume refuses a checkpoint made with other params",
-          "src/srlab/training.py", '"params": params, "weights"', '"params": None, "weights"',
-          ("tests/test_training.py::test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data",)),
-    Break("torchrun-whole-batch", "torchrun: each process trains its own share of every batch",
-          "src/srlab/training.py", "    share = slice(ranks.rank, None, ranks.world)\n", "    share = slice(None)\n",
-          ("tests/test_distributed.py::test_two_gloo_processes_match_one_process",)),
-    Break("torchrun-every-rank-writes", "torchrun: rank 0 alone scores, logs and writes checkpoints",
-          "src/srlab/training.py", "        if not ranks.main:\n            continue", "        if False:\n            continue",
-          ("tests/test_distributed.py::test_two_gloo_processes_match_one_process",)),
-    Break("srgan-discriminator-whole-batch", "SRGAN under torchrun: each discriminator sees its share, gradients averaged",
-          "src/srlab/training.py", "    share = slice(ranks.rank, None, ranks.world)\n", "    share = slice(None)\n",
-          ("tests/test_distributed.py::test_srgan_under_torchrun_keeps_one_discriminator_across_ranks",)),
-    Break("no-horizontal-flip", "the 8 symmetries of a square are drawn",
-          "src/srlab/data/augment.py", "    x = torch.where(flips[0, :, None, None, None], x.flip(-1), x)\n", "",
-          ("tests/test_training.py::test_each_of_the_8_symmetries_is_drawn_and_turns_lr_and_hr_alike",)),
-    Break("flips-hr-only", "the same flips for LR and HR",
-          "src/srlab/data/augment.py", "    return [apply_flips(as_float(t), flips, layout) for t in (lr, hr)]",
-          "    return [as_float(lr, layout), apply_flips(as_float(hr), flips, layout)]",
-          ("tests/test_training.py::test_each_of_the_8_symmetries_is_drawn_and_turns_lr_and_hr_alike",)),
-    Break("scores-without-border", "scores follow the published convention on the saved images",
-          "src/srlab/evaluation.py", '"psnr": psnr_y(out, hr, scale)', '"psnr": psnr_y(out, hr, 0)',
-          ("tests/test_pipeline.py::test_scores_and_provenance_are_what_the_saved_images_and_the_run_say",)),
-    Break("provenance-wrong-count", "provenance says which data made the run",
-          "src/srlab/provenance.py", '"train_photos": len(manifest["train"]),', '"train_photos": len(manifest["val"]),',
-          ("tests/test_pipeline.py::test_scores_and_provenance_are_what_the_saved_images_and_the_run_say",)),
-    Break("bomb-limit-doubled", "images over 100 megapixels are refused before decoding, and only those",
-          "src/srlab/data/images.py", "            if im.width * im.height > max_pixels:",
-          "            if im.width * im.height > 2 * max_pixels:",
-          ("tests/test_images.py::test_the_default_bomb_limit_is_100_megapixels_checked_before_decoding",)),
-    Break("exif-wrong-way", "EXIF orientation turns the photo the way it is displayed",
-          "src/srlab/data/images.py", "                im = ImageOps.exif_transpose(im)",
-          "                im = ImageOps.exif_transpose(im).transpose(Image.Transpose.ROTATE_180)",
-          ("tests/test_images.py::test_exif_orientation_turns_the_photo_the_way_it_is_displayed",)),
-    Break("zero-vgg-layers", "all-zero loss.vgg_layers is refused before any work",
-          "src/srlab/params.py", 'return None if self.nonzero() else "every layer weight is 0; at least one must be above 0"',
-          "return None", ("tests/test_params.py::test_bad_parameters_name_the_key_the_value_and_what_is_allowed",)),
-    Break("writes-before-params", "a bad parameter stops a stage before it writes anything",
-          "src/srlab/entry.py", "    return parser.parse_args()\n",
-          "    Path('reports').mkdir(exist_ok=True)\n    (Path('reports') / 'started').write_text('')\n    return parser.parse_args()\n",
-          ("tests/test_params.py::test_a_typo_stops_every_stage_before_it_writes_anything",)),
-    Break("figure-labels-cut", "every panel label of the input / output / ground-truth figures is inside the picture",
-          "src/srlab/plotting.py", 'fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", pad_inches=0.1)',
-          'fig.savefig(tmp, format="png", dpi=100)', ("tests/test_plots.py",)),
-    Break("gate-ignores-code", "CI fails when the committed metrics were not made by the committed code",
-          "src/srlab/gate.py", 'if d["path"].startswith(("src/", "stages/"))}', 'if False}',
-          ("tests/test_gate.py::test_check_lock_passes_other_outputs_and_fails_other_code_or_params",)),
-    Break("gate-one-sided", "CI fails when a PSNR moves past the tolerance from the committed metrics",
-          "src/srlab/gate.py", "            if abs(delta) > allowed:", "            if delta > allowed:",
-          ("tests/test_gate.py",)),
-    Break("gate-one-tolerance", "each method is gated at its own tolerance",
-          "src/srlab/gate.py", 'allowed = run["psnr"] - ref["psnr"], tolerance.get(method, tolerance["*"])',
-          'allowed = run["psnr"] - ref["psnr"], tolerance["*"]',
-          ("tests/test_gate.py::test_ci_gate_passes_the_committed_metrics_moved_as_far_as_measured_across_cpus_and_catches_regressions",)),
-    Break("ctrl-c-inside-a-lock", "Ctrl-C never leaves a training stage waiting for a lock for ever",
-          "src/srlab/interrupts.py", "    signal.signal(signal.SIGINT, ask)\n", "",
-          ("tests/test_training.py::test_ctrl_c_at_any_of_the_first_lock_releases_of_an_epoch_exits_130",)),
-    Break("folder-by-name", "DVC sees a folder source by content",
-          "dvc.yaml", "      - ${data.train_dir}", "      - src/srlab/errors.py",
-          ("tests/test_pipeline.py::test_dvc_sees_a_folder_source_by_content",)),
-    Break("imagenet-by-name", "ImageNet weights are used only when their hash is the published one",
-          "src/srlab/backbones.py", "            if not digest.startswith(spec.sha256_prefix):", "            if False:",
-          ("tests/test_perceptual.py::test_imagenet_weights_are_used_only_with_the_published_hash_and_provenance_records_it",)),
-    Break("resume-other-weights", "resume refuses a checkpoint made with other perceptual weights under the same path",
-          "src/srlab/training.py", '"backbones": [describe(name', '"backbones": [] and [describe(name',
-          ("tests/test_training.py::test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data",)),
+    Break(
+        "atomic-writes",
+        "checkpoints and outputs are written atomically; SIGKILL inside a save loses nothing",
+        "src/srlab/fileio.py",
+        "        yield tmp\n",
+        "        yield path\n        return\n",
+        (
+            "tests/test_training.py::test_sigkill_mid_epoch_and_inside_every_kind_of_save_then_rerun_gives_the_same_weights",
+        ),
+    ),
+    Break(
+        "ctrl-c",
+        "Ctrl-C: exit 130, one line, a resumable checkpoint",
+        "src/srlab/entry.py",
+        "    except KeyboardInterrupt:",
+        "    except ZeroDivisionError:",
+        ("tests/test_training.py::test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes",),
+    ),
+    Break(
+        "resume-other-data",
+        "resume refuses a checkpoint made on other data",
+        "src/srlab/training.py",
+        '"data": store.digest(job.patches),',
+        '"data": None,',
+        ("tests/test_training.py::test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data",),
+    ),
+    Break(
+        "resume-other-params",
+        "resume refuses a checkpoint made with other params",
+        "src/srlab/training.py",
+        '        "params": params,\n',
+        '        "params": None,\n',
+        ("tests/test_training.py::test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data",),
+    ),
+    Break(
+        "torchrun-whole-batch",
+        "torchrun: each process trains its own share of every batch",
+        "src/srlab/training.py",
+        "    share = slice(ranks.rank, None, ranks.world)\n",
+        "    share = slice(None)\n",
+        ("tests/test_distributed.py::test_two_gloo_processes_match_one_process",),
+    ),
+    Break(
+        "torchrun-every-rank-writes",
+        "torchrun: rank 0 alone scores, logs and writes checkpoints",
+        "src/srlab/training.py",
+        "        if not ranks.main:\n            continue",
+        "        if False:\n            continue",
+        ("tests/test_distributed.py::test_two_gloo_processes_match_one_process",),
+    ),
+    Break(
+        "srgan-discriminator-whole-batch",
+        "SRGAN under torchrun: each discriminator sees its share, gradients averaged",
+        "src/srlab/training.py",
+        "    share = slice(ranks.rank, None, ranks.world)\n",
+        "    share = slice(None)\n",
+        ("tests/test_distributed.py::test_srgan_under_torchrun_keeps_one_discriminator_across_ranks",),
+    ),
+    Break(
+        "no-horizontal-flip",
+        "the 8 symmetries of a square are drawn",
+        "src/srlab/data/augment.py",
+        "    x = torch.where(flips[0, :, None, None, None], x.flip(-1), x)\n",
+        "",
+        ("tests/test_training.py::test_each_of_the_8_symmetries_is_drawn_and_turns_lr_and_hr_alike",),
+    ),
+    Break(
+        "flips-hr-only",
+        "the same flips for LR and HR",
+        "src/srlab/data/augment.py",
+        "    return [apply_flips(as_float(t), flips, layout) for t in (lr, hr)]",
+        "    return [as_float(lr, layout), apply_flips(as_float(hr), flips, layout)]",
+        ("tests/test_training.py::test_each_of_the_8_symmetries_is_drawn_and_turns_lr_and_hr_alike",),
+    ),
+    Break(
+        "scores-without-border",
+        "scores follow the published convention on the saved images",
+        "src/srlab/evaluation.py",
+        '"psnr": psnr_y(out, hr, scale)',
+        '"psnr": psnr_y(out, hr, 0)',
+        ("tests/test_pipeline.py::test_scores_and_provenance_are_what_the_saved_images_and_the_run_say",),
+    ),
+    Break(
+        "provenance-wrong-count",
+        "provenance says which data made the run",
+        "src/srlab/provenance.py",
+        '"train_photos": len(manifest["train"]),',
+        '"train_photos": len(manifest["val"]),',
+        ("tests/test_pipeline.py::test_scores_and_provenance_are_what_the_saved_images_and_the_run_say",),
+    ),
+    Break(
+        "bomb-limit-doubled",
+        "images over 100 megapixels are refused before decoding, and only those",
+        "src/srlab/data/images.py",
+        "            if im.width * im.height > max_pixels:",
+        "            if im.width * im.height > 2 * max_pixels:",
+        ("tests/test_images.py::test_the_default_bomb_limit_is_100_megapixels_checked_before_decoding",),
+    ),
+    Break(
+        "exif-wrong-way",
+        "EXIF orientation turns the photo the way it is displayed",
+        "src/srlab/data/images.py",
+        "                im = ImageOps.exif_transpose(im)",
+        "                im = ImageOps.exif_transpose(im).transpose(Image.Transpose.ROTATE_180)",
+        ("tests/test_images.py::test_exif_orientation_turns_the_photo_the_way_it_is_displayed",),
+    ),
+    Break(
+        "zero-vgg-layers",
+        "all-zero loss.vgg_layers is refused before any work",
+        "src/srlab/params.py",
+        'return None if self.nonzero() else "every layer weight is 0; at least one must be above 0"',
+        "return None",
+        ("tests/test_params.py::test_bad_parameters_name_the_key_the_value_and_what_is_allowed",),
+    ),
+    Break(
+        "writes-before-params",
+        "a bad parameter stops a stage before it writes anything",
+        "src/srlab/entry.py",
+        "    return parser.parse_args()\n",
+        "    Path('reports').mkdir(exist_ok=True)\n    (Path('reports') / 'started').write_text('')\n"
+        "    return parser.parse_args()\n",
+        ("tests/test_params.py::test_a_typo_stops_every_stage_before_it_writes_anything",),
+    ),
+    Break(
+        "figure-labels-cut",
+        "every panel label of the input / output / ground-truth figures is inside the picture",
+        "src/srlab/plotting.py",
+        'fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", pad_inches=0.1)',
+        'fig.savefig(tmp, format="png", dpi=100)',
+        ("tests/test_plots.py",),
+    ),
+    Break(
+        "gate-ignores-code",
+        "CI fails when the committed metrics were not made by the committed code",
+        "src/srlab/gate.py",
+        'if d["path"].startswith(("src/", "stages/"))}',
+        "if False}",
+        ("tests/test_gate.py::test_check_lock_passes_other_outputs_and_fails_other_code_or_params",),
+    ),
+    Break(
+        "gate-one-sided",
+        "CI fails when a PSNR moves past the tolerance from the committed metrics",
+        "src/srlab/gate.py",
+        "            if abs(delta) > allowed:",
+        "            if delta > allowed:",
+        ("tests/test_gate.py",),
+    ),
+    Break(
+        "gate-one-tolerance",
+        "each method is gated at its own tolerance",
+        "src/srlab/gate.py",
+        'allowed = run["psnr"] - ref["psnr"], tolerance.get(method, tolerance["*"])',
+        'allowed = run["psnr"] - ref["psnr"], tolerance["*"]',
+        (
+            "tests/test_gate.py::test_ci_gate_passes_the_committed_metrics_moved_as_far_as_measured_across_cpus_and_catches_regressions",
+        ),
+    ),
+    Break(
+        "ctrl-c-inside-a-lock",
+        "Ctrl-C never leaves a training stage waiting for a lock for ever",
+        "src/srlab/interrupts.py",
+        "    signal.signal(signal.SIGINT, ask)\n",
+        "",
+        ("tests/test_training.py::test_ctrl_c_at_any_of_the_first_lock_releases_of_an_epoch_exits_130",),
+    ),
+    Break(
+        "folder-by-name",
+        "DVC sees a folder source by content",
+        "dvc.yaml",
+        "      - ${data.train_dir}",
+        "      - src/srlab/errors.py",
+        ("tests/test_pipeline.py::test_dvc_sees_a_folder_source_by_content",),
+    ),
+    Break(
+        "imagenet-by-name",
+        "ImageNet weights are used only when their hash is the published one",
+        "src/srlab/backbones.py",
+        "            if not digest.startswith(spec.sha256_prefix):",
+        "            if False:",
+        (
+            "tests/test_perceptual.py::test_imagenet_weights_are_used_only_with_the_published_hash_and_provenance_records_it",
+        ),
+    ),
+    Break(
+        "resume-other-weights",
+        "resume refuses a checkpoint made with other perceptual weights under the same path",
+        "src/srlab/training.py",
+        '"backbones": [\n            describe(name',
+        '"backbones": [] and [\n            describe(name',
+        ("tests/test_training.py::test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data",),
+    ),
 )
+
 
 def apply(root: Path, brk: Break) -> None:
     path = root / brk.file
     text = path.read_text()
     if text.count(brk.old) != 1:
-        raise SystemExit(f"{brk.name}: the text to replace occurs {text.count(brk.old)} times in {brk.file}; update this script")
+        raise SystemExit(
+            f"{brk.name}: the text to replace occurs {text.count(brk.old)} times in {brk.file}; update this script"
+        )
     path.write_text(text.replace(brk.old, brk.new))
 
 
 def scratch_copy() -> Path:
     root = Path(tempfile.mkdtemp(prefix="srlab-breaks-"))
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    )
     for name in listed.stdout.splitlines():
         source = REPO / name
         if source.is_file() and not name.startswith(("reports/", "docs/", "data/", "models/")):
@@ -132,7 +254,11 @@ def scratch_copy() -> Path:
         elif (REPO / name).is_file():
             shutil.copy2(REPO / name, root / name)
     git = ["git", "-c", "user.name=breaks", "-c", "user.email=breaks@localhost"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "scratch"]):  # the end-to-end tests list files with git
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["commit", "-qm", "scratch"],
+    ):  # the end-to-end tests list files with git
         subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
     return root
 
@@ -143,13 +269,19 @@ def run_tests(root: Path, tests: tuple[str, ...]) -> tuple[str, float]:
     beside = REPO.parent / "shared" / "data"  # the scratch copy has no ../shared beside it
     if not env.get("SRLAB_DATA_MIRROR") and (beside / "Set5").is_dir():
         env["SRLAB_DATA_MIRROR"] = str(beside)
-    imported = subprocess.run([sys.executable, "-c", "import srlab; print(srlab.__file__)"], env=env, cwd=root,
-                              capture_output=True, text=True).stdout.strip()
+    imported = subprocess.run(
+        [sys.executable, "-c", "import srlab; print(srlab.__file__)"], env=env, cwd=root, capture_output=True, text=True
+    ).stdout.strip()
     if not imported.startswith(str(root)):  # an install that shadows PYTHONPATH would test the unbroken code
         raise SystemExit(f"break_guarantees: srlab imports from {imported}, not from the scratch copy {root}")
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], cwd=root,
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.monotonic() - start
     if done.returncode:
         return "failed", seconds

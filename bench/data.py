@@ -34,8 +34,14 @@ from srlab.fileio import file_md5
 REPO = Path(__file__).resolve().parents[1]
 VOC = {"data.scale": 2, "data.hr_size": 240, "data.patches_per_image": 48, "data.layout": "patches"}
 DIV2K = {"data.scale": 4, "data.hr_size": 128, "data.patches_per_image": 48, "data.layout": "patches"}
-TRAIN = {"train.epochs": 1, "train.epoch_samples": 256, "train.crop_size": 48, "train.batch_size": 16,
-         "train.device": "cpu", "model.name": "srcnn"}
+TRAIN = {
+    "train.epochs": 1,
+    "train.epoch_samples": 256,
+    "train.crop_size": 48,
+    "train.batch_size": 16,
+    "train.device": "cpu",
+    "model.name": "srcnn",
+}
 
 
 def make_photos(mirror: Path, out: Path, count: int, size: tuple[int, int], fmt: str) -> list[Path]:
@@ -80,7 +86,9 @@ def raw_folder(photos: list[Path], out: Path, val_share: float = 1 / 6) -> Path:
 def params_file(path: Path, overrides: dict) -> Path:
     from srlab.params import apply_overrides, load_params
 
-    raw = apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()), [f"{k}={v}" for k, v in overrides.items()])
+    raw = apply_overrides(
+        yaml.safe_load((REPO / "params.yaml").read_text()), [f"{k}={v}" for k, v in overrides.items()]
+    )
     path.write_text(yaml.safe_dump(raw))
     load_params(path)  # one line now rather than a failed run later
     return path
@@ -102,7 +110,11 @@ def measure(cmd: list[str]) -> dict:
     output = proc.stdout.read().decode(errors="replace")
     if proc.returncode:
         raise SystemExit(f"bench/data.py: {' '.join(map(str, cmd))} failed:\n{output[-2000:]}")
-    return {"seconds": time.perf_counter() - start, "peak_rss_gb": peak / 1e9, "last_line": output.strip().splitlines()[-1]}
+    return {
+        "seconds": time.perf_counter() - start,
+        "peak_rss_gb": peak / 1e9,
+        "last_line": output.strip().splitlines()[-1],
+    }
 
 
 def store_digest(folder: Path) -> dict[str, str]:
@@ -117,8 +129,20 @@ def run_size(work: Path, stores: Path, name: str, photos: list[Path], data: dict
     for workers in (1, 2):
         out = stores / f"{tag}-w{workers}"
         params = params_file(work / f"params-{tag}-w{workers}.yaml", {**data, "data.workers": workers})
-        m = measure([sys.executable, "stages/prepare.py", "--params", str(params), "--raw", str(raw), "--out", str(out),
-                     "--report", str(work / f"report-{tag}.json")])
+        m = measure(
+            [
+                sys.executable,
+                "stages/prepare.py",
+                "--params",
+                str(params),
+                "--raw",
+                str(raw),
+                "--out",
+                str(out),
+                "--report",
+                str(work / f"report-{tag}.json"),
+            ]
+        )
         row[f"prepare_w{workers}_s"], row[f"prepare_w{workers}_rss_gb"] = m["seconds"], m["peak_rss_gb"]
         digests[workers] = store_digest(out)
         if workers == 1:  # gigabytes: only one store at a time
@@ -129,8 +153,22 @@ def run_size(work: Path, stores: Path, name: str, photos: list[Path], data: dict
     if train:
         params = params_file(work / f"params-{tag}-train.yaml", {**data, **TRAIN})
         run = work / "train" / tag
-        m = measure([sys.executable, "stages/train_mse.py", "--params", str(params), "--patches", str(out),
-                     "--out", str(run / "model.pt"), "--live", str(run / "live"), "--checkpoints", str(run / "ckpt")])
+        m = measure(
+            [
+                sys.executable,
+                "stages/train_mse.py",
+                "--params",
+                str(params),
+                "--patches",
+                str(out),
+                "--out",
+                str(run / "model.pt"),
+                "--live",
+                str(run / "live"),
+                "--checkpoints",
+                str(run / "ckpt"),
+            ]
+        )
         row["train_s"], row["train_rss_gb"] = m["seconds"], m["peak_rss_gb"]
     shutil.rmtree(out)
     print(json.dumps(row), flush=True)
@@ -138,14 +176,18 @@ def run_size(work: Path, stores: Path, name: str, photos: list[Path], data: dict
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| photos | prepare 1 worker: wall, peak RSS | 2 workers: wall, peak RSS | 2 vs 1 | same bytes | store on disk "
-            "| one training epoch: wall, peak RSS |\n|---|---|---|---|---|---|---|")
+    head = (
+        "| photos | prepare 1 worker: wall, peak RSS | 2 workers: wall, peak RSS | 2 vs 1 | same bytes | store on disk "
+        "| one training epoch: wall, peak RSS |\n|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for r in rows:
         training = f"{r['train_s']:.0f} s, {r['train_rss_gb']:.2f} GB" if "train_s" in r else "not run"
-        lines.append(f"| {r['photos']} {r['collection']} | {r['prepare_w1_s']:.1f} s, {r['prepare_w1_rss_gb']:.2f} GB "
-                     f"| {r['prepare_w2_s']:.1f} s, {r['prepare_w2_rss_gb']:.2f} GB | {r['speedup']:.2f}x "
-                     f"| {'yes' if r['same_bytes'] else 'NO'} | {r['store_gb']:.2f} GB | {training} |")
+        lines.append(
+            f"| {r['photos']} {r['collection']} | {r['prepare_w1_s']:.1f} s, {r['prepare_w1_rss_gb']:.2f} GB "
+            f"| {r['prepare_w2_s']:.1f} s, {r['prepare_w2_rss_gb']:.2f} GB | {r['speedup']:.2f}x "
+            f"| {'yes' if r['same_bytes'] else 'NO'} | {r['store_gb']:.2f} GB | {training} |"
+        )
     return "\n".join(lines)
 
 
@@ -154,7 +196,9 @@ def main() -> None:
     parser.add_argument("work", type=Path, help="a folder for the photos and stores (tens of GB at the largest sizes)")
     parser.add_argument("--sizes", type=int, nargs="*", default=[120, 480, 1200], help="VOC-sized collections")
     parser.add_argument("--div2k", type=int, default=0, help="also this many DIV2K-shaped photos (the issue asks 800)")
-    parser.add_argument("--stores", type=Path, help="where the stores go (default WORK/stores; /dev/shm takes the disk out)")
+    parser.add_argument(
+        "--stores", type=Path, help="where the stores go (default WORK/stores; /dev/shm takes the disk out)"
+    )
     parser.add_argument("--no-train", action="store_true", help="measure prepare only")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()

@@ -74,8 +74,12 @@ def main() -> None:
     parser.add_argument("params", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--minutes", type=float, help="fit train.epochs to this much training time on this GPU")
-    parser.add_argument("--init", type=Path, help="start from this model file (another gpu_run's OUT/<model>_mse.safetensors)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/srlab-gpu"), help="photos, patches, checkpoints (not kept)")
+    parser.add_argument(
+        "--init", type=Path, help="start from this model file (another gpu_run's OUT/<model>_mse.safetensors)"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=Path("/tmp/srlab-gpu"), help="photos, patches, checkpoints (not kept)"
+    )
     args = parser.parse_args()
     p = load_params(args.params)  # a bad params file stops before anything is written
     init_seconds = earlier_training(args.init) if args.init else 0.0
@@ -101,12 +105,19 @@ def main() -> None:
         print(f"{time.perf_counter() - start:7.1f}s", json.dumps({k: round(v, 5) for k, v in row.items()}), flush=True)
 
     name = f"{p.model.name}_mse"
-    job = TrainJob.for_stage("mse", p, patches, args.out / f"{name}.safetensors", args.work / "checkpoints" / name, init_from=args.init)
+    job = TrainJob.for_stage(
+        "mse", p, patches, args.out / f"{name}.safetensors", args.work / "checkpoints" / name, init_from=args.init
+    )
     train(job, log=log)
     train_seconds = time.perf_counter() - start
     summary, table = evaluate(p, raw / "test", {name: job.model_out}, args.work / "sr")
-    summary["run"] = {"train_seconds": round(train_seconds, 1), "epochs": p.train.epochs, "device": device,
-                      "torch": torch.__version__, "params": p.to_dict()}
+    summary["run"] = {
+        "train_seconds": round(train_seconds, 1),
+        "epochs": p.train.epochs,
+        "device": device,
+        "torch": torch.__version__,
+        "params": p.to_dict(),
+    }
     if args.init:
         summary["run"] |= {"init": str(args.init), "train_seconds_with_init": round(train_seconds + init_seconds, 1)}
     write_json(args.out / "metrics.json", summary)

@@ -12,7 +12,9 @@ from srlab.provenance import run_summary
 
 
 def main():
-    args = stage_paths("test", "manifest", "mse_model", "perceptual_model", "sr_out", "metrics", "per_image", "provenance")
+    args = stage_paths(
+        "test", "manifest", "mse_model", "perceptual_model", "sr_out", "metrics", "per_image", "provenance"
+    )
     p = load_params(args.params)
     models = {f"{p.model.name}_mse": args.mse_model, f"{p.model.name}_perceptual": args.perceptual_model}
     summary, table = evaluate(p, args.test, models, args.sr_out)

@@ -22,7 +22,9 @@ def main():
         for hr_path in test_images(args.test / set_name):
             methods = scores.loc[(set_name, hr_path.stem)]
             outputs = {m: args.sr / set_name / m / f"{hr_path.stem}.png" for m in methods.index}
-            comparison_figure(hr_path, outputs, methods, p.plots.crop, args.out / "figures" / set_name / f"{hr_path.stem}.png")
+            comparison_figure(
+                hr_path, outputs, methods, p.plots.crop, args.out / "figures" / set_name / f"{hr_path.stem}.png"
+            )
     print(f"plots: curves and figures in {args.out}")
 
 

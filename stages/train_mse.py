@@ -13,7 +13,10 @@ def main():
     with curves(args.live) as log:
         meta = train(job, log=log)
     if is_main_process():  # under torchrun, one summary line
-        print(f"train_mse: {meta['epochs']} epochs on {meta['device']}, val PSNR {meta['history'][-1]['val/psnr']:.2f} dB (RGB)")
+        print(
+            f"train_mse: {meta['epochs']} epochs on {meta['device']}, "
+            f"val PSNR {meta['history'][-1]['val/psnr']:.2f} dB (RGB)"
+        )
 
 
 if __name__ == "__main__":

@@ -14,14 +14,18 @@ from srlab.training import TrainJob, curves, train
 def main():
     args = stage_paths("patches", "init", "out", "live", "checkpoints")
     p = load_params(args.params)
-    job = TrainJob.for_stage("perceptual", p, args.patches, args.out, args.checkpoints, live=args.live, init_from=args.init)
+    job = TrainJob.for_stage(
+        "perceptual", p, args.patches, args.out, args.checkpoints, live=args.live, init_from=args.init
+    )
     with curves(args.live) as log:
         meta = train(job, log=log)
     if not is_main_process():  # under torchrun, one summary line
         return
     last = meta["history"][-1]
-    print(f"train_perceptual: {meta['epochs']} epochs on {meta['device']}, backbone {meta['backbone']}, "
-          f"val MSE {last['val/l_mse']:.5f}, val perceptual {last['val/l_perceptual']:.5f}")
+    print(
+        f"train_perceptual: {meta['epochs']} epochs on {meta['device']}, backbone {meta['backbone']}, "
+        f"val MSE {last['val/l_mse']:.5f}, val perceptual {last['val/l_perceptual']:.5f}"
+    )
 
 
 if __name__ == "__main__":

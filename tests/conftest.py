@@ -84,8 +84,14 @@ def train_params_file(tmp_path: Path, **train) -> Path:
 
 def dvc_env(mirror: Path | None) -> dict:
     """The environment of a DVC run in a project copy: this venv's tools first, the mirror, a git author."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
     env.pop("SRLAB_DATA_MIRROR", None)
     if mirror:
         env["SRLAB_DATA_MIRROR"] = str(mirror)
@@ -103,10 +109,15 @@ def run_ok(cmd: str, cwd: Path, env: dict, ok: bool = True) -> subprocess.Comple
 def copy_project(repo: Path, mirror: Path | None) -> tuple[Path, dict]:
     """This repository's code, params and recipes (no outputs, tests or docs) in `repo`, as a
     fresh git + DVC project with one commit; and the environment to run DVC there."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    )
     for name in listed.stdout.splitlines():
-        if name == "dvc.lock" or name.startswith(("reports/", "models/", "tests/", "docs/")) or (
-                name.startswith("data/") and not name.startswith("data/photos/")):  # the default folder source stays
+        if (
+            name == "dvc.lock"
+            or name.startswith(("reports/", "models/", "tests/", "docs/"))
+            or (name.startswith("data/") and not name.startswith("data/photos/"))
+        ):  # the default folder source stays
             continue
         if (REPO / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)

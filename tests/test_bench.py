@@ -14,14 +14,43 @@ from srlab.params import load_params
 
 
 def test_bench_smoke_runs_on_cpu_and_reports_every_number(tmp_path, capsys):
-    main(["bench", "--smoke", "--workers", "2", "--set", "train.device=cpu", "--json", str(tmp_path / "bench.json"),
-          "--profile", str(tmp_path / "profile.txt")])
+    main(
+        [
+            "bench",
+            "--smoke",
+            "--workers",
+            "2",
+            "--set",
+            "train.device=cpu",
+            "--json",
+            str(tmp_path / "bench.json"),
+            "--profile",
+            str(tmp_path / "profile.txt"),
+        ]
+    )
     printed = capsys.readouterr().out
-    for label in ("(a) training loop", "(b) on-device ceiling", "(c) seeds-style PIL loader", "a/b =", "TFLOP/s", "peak memory", "MP/s"):
+    for label in (
+        "(a) training loop",
+        "(b) on-device ceiling",
+        "(c) seeds-style PIL loader",
+        "a/b =",
+        "TFLOP/s",
+        "peak memory",
+        "MP/s",
+    ):
         assert label in printed
     numbers = json.loads((tmp_path / "bench.json").read_text())
-    for key in ("a_loop", "b_ceiling", "c_seeds_loader", "a_over_b", "a_over_c", "a_tflops", "b_tflops",
-                "super_resolve_mpix_per_s", "peak_rss_gib"):
+    for key in (
+        "a_loop",
+        "b_ceiling",
+        "c_seeds_loader",
+        "a_over_b",
+        "a_over_c",
+        "a_tflops",
+        "b_tflops",
+        "super_resolve_mpix_per_s",
+        "peak_rss_gib",
+    ):
         assert numbers[key] > 0, key
     assert numbers["precision"] == "fp32" and numbers["device"].startswith("cpu")
     table = (tmp_path / "profile.txt").read_text()
@@ -59,9 +88,22 @@ def _shrunk_recipe(tmp_path, name: str, scale: int, hr_size: int):
 
 
 def _gpu_run(tmp_path, recipe, out: str, *args: str, mirror):
-    subprocess.run([sys.executable, "bench/gpu_run.py", str(recipe), str(tmp_path / out), "--minutes", "0.02",
-                    "--work", str(tmp_path / f"work_{out}"), *args], cwd=REPO, check=True,
-                   env={**os.environ, "SRLAB_DATA_MIRROR": str(mirror)})
+    subprocess.run(
+        [
+            sys.executable,
+            "bench/gpu_run.py",
+            str(recipe),
+            str(tmp_path / out),
+            "--minutes",
+            "0.02",
+            "--work",
+            str(tmp_path / f"work_{out}"),
+            *args,
+        ],
+        cwd=REPO,
+        check=True,
+        env={**os.environ, "SRLAB_DATA_MIRROR": str(mirror)},
+    )
     return json.loads((tmp_path / out / "metrics.json").read_text())
 
 
@@ -73,7 +115,14 @@ def test_gpu_run_fits_epochs_to_the_budget_and_scores_the_model(tmp_path, mirror
     assert used["train"]["epochs"] >= 1 and metrics["run"]["epochs"] == used["train"]["epochs"]
     assert set(metrics["Set5"]) == {"bicubic", "srcnn_mse"} and metrics["run"]["device"].startswith("cpu")
 
-    x3 = _gpu_run(tmp_path, _shrunk_recipe(tmp_path, "x3.yaml", 3, 30), "x3", "--init", str(tmp_path / "x2" / "srcnn_mse.safetensors"), mirror=mirror)
+    x3 = _gpu_run(
+        tmp_path,
+        _shrunk_recipe(tmp_path, "x3.yaml", 3, 30),
+        "x3",
+        "--init",
+        str(tmp_path / "x2" / "srcnn_mse.safetensors"),
+        mirror=mirror,
+    )
     assert x3["run"]["init"].endswith("srcnn_mse.safetensors") and x3["Set5"]["srcnn_mse"]["psnr"] > 0
     total = x3["run"]["train_seconds"] + metrics["run"]["train_seconds"]
     assert abs(x3["run"]["train_seconds_with_init"] - total) <= 0.1
@@ -81,9 +130,20 @@ def test_gpu_run_fits_epochs_to_the_budget_and_scores_the_model(tmp_path, mirror
 
 def test_gpu_run_init_without_its_metrics_is_one_line_and_writes_nothing(tmp_path, mirror):
     (tmp_path / "loose.pt").write_bytes(b"not a gpu_run model")
-    done = subprocess.run([sys.executable, "bench/gpu_run.py", str(_shrunk_recipe(tmp_path, "x3.yaml", 3, 30)), str(tmp_path / "out"),
-                           "--init", str(tmp_path / "loose.pt")], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "SRLAB_DATA_MIRROR": str(mirror)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/gpu_run.py",
+            str(_shrunk_recipe(tmp_path, "x3.yaml", 3, 30)),
+            str(tmp_path / "out"),
+            "--init",
+            str(tmp_path / "loose.pt"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SRLAB_DATA_MIRROR": str(mirror)},
+    )
     assert done.returncode != 0 and not (tmp_path / "out").exists()
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "loose.pt: needs a model made by gpu_run, with its metrics.json beside it" in lines[0]

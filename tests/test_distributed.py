@@ -16,13 +16,13 @@ import json, os, sys
 from pathlib import Path
 import srlab.checkpoint
 from srlab.params import parse_params
-from srlab.data.loader import PatchStore
+from srlab.data.loader import BatchLoader
 from srlab.training import TrainJob, train
 
 # record what this process trains on (the pair indices of each step) and which files it writes
 seen, written = [], []
-real_batches, real_save = PatchStore.batches, srlab.checkpoint.save
-PatchStore.batches = lambda self, indices: (seen.append([i.tolist() for i in indices]), real_batches(self, indices))[1]
+real_batches, real_save = BatchLoader.batches, srlab.checkpoint.save
+BatchLoader.batches = lambda self, indices: (seen.append([i.tolist() for i in indices]), real_batches(self, indices))[1]
 srlab.checkpoint.save = lambda path, payload: (written.append(Path(path).name), real_save(path, payload))[1]
 
 patches, run, crop = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
@@ -62,11 +62,27 @@ def _run_group(cmd: list[str]) -> subprocess.CompletedProcess:
 def test_two_gloo_processes_match_one_process(tmp_path, patches, crop):
     driver = tmp_path / "driver.py"
     driver.write_text(_DRIVER)
-    one = subprocess.run([sys.executable, str(driver), str(patches), str(tmp_path / "one"), str(crop)],
-                         capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        [sys.executable, str(driver), str(patches), str(tmp_path / "one"), str(crop)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr
-    two = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                      str(driver), str(patches), str(tmp_path / "two"), str(crop)])
+    two = _run_group(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(driver),
+            str(patches),
+            str(tmp_path / "two"),
+            str(crop),
+        ]
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = (checkpoint.load(tmp_path / run / "model.pt") for run in ("one", "two"))
     # the same batches and flips, gradients averaged over two half-batches instead of one full one:
@@ -76,7 +92,10 @@ def test_two_gloo_processes_match_one_process(tmp_path, patches, crop):
     assert a["meta"]["history"][-1]["val/psnr"] == pytest.approx(b["meta"]["history"][-1]["val/psnr"], abs=1e-3)
     assert not list((tmp_path / "two" / "ckpt").glob(".*.tmp"))  # no half-written file from either rank
     # each rank trained on its own half of every batch one process trained on, and only rank 0 wrote
-    one, r0, r1 = (json.loads((tmp_path / run / f"record_rank{r}.json").read_text()) for run, r in (("one", 0), ("two", 0), ("two", 1)))
+    one, r0, r1 = (
+        json.loads((tmp_path / run / f"record_rank{r}.json").read_text())
+        for run, r in (("one", 0), ("two", 0), ("two", 1))
+    )
     for whole, half0, half1 in zip(_steps(one), _steps(r0), _steps(r1), strict=True):
         assert len(half0) == len(half1) == len(whole) // 2 and not set(half0) & set(half1)
         assert sorted(half0 + half1) == sorted(whole)
@@ -98,7 +117,8 @@ from srlab.training import TrainJob, train
 made, batch_sizes = [], []
 
 
-def build_and_keep(*args, build=srlab.training.build_discriminator):  # this rank's discriminator, its initial weights and batches
+# this rank's discriminator, its initial weights and batches
+def build_and_keep(*args, build=srlab.training.build_discriminator):
     discriminator = build(*args)
     made.append((discriminator, {k: v.clone() for k, v in discriminator.state_dict().items()}))
     discriminator.register_forward_pre_hook(lambda module, args: batch_sizes.append(len(args[0])))
@@ -110,12 +130,13 @@ srlab.training.build_discriminator = build_and_keep
 patches, run = Path(sys.argv[1]), Path(sys.argv[2])
 p = parse_params({"model": {"name": "srresnet"}, "loss": {"adversarial_weight": 1e-3},
                   "train": {"batch_size": 8, "device": "cpu", "perceptual_epochs": 1}})
-job = TrainJob(name="g", params=p, weights=p.loss.perceptual_weights(), epochs=1, patches=patches, stage="perceptual",
+job = TrainJob(name="g", params=p, weights=p.loss.second_stage_weights(), epochs=1, patches=patches, stage="perceptual",
                model_out=run / "model.pt", checkpoint_dir=run / "ckpt")
 train(job)
 run.mkdir(parents=True, exist_ok=True)  # rank 1 may get here first
 discriminator, initial = made[0]
-torch.save({"initial": initial, "final": discriminator.state_dict(), "batch_sizes": batch_sizes}, run / f"discriminator_rank{os.environ.get('RANK', '0')}.pt")
+saved = {"initial": initial, "final": discriminator.state_dict(), "batch_sizes": batch_sizes}
+torch.save(saved, run / f"discriminator_rank{os.environ.get('RANK', '0')}.pt")
 """
 
 
@@ -124,8 +145,19 @@ def test_srgan_under_torchrun_keeps_one_discriminator_across_ranks(tmp_path, pat
     two stay the same network, step after step (without, they would drift apart at the first)."""
     driver = tmp_path / "srgan.py"
     driver.write_text(_SRGAN_DRIVER)
-    two = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                      str(driver), str(patches), str(tmp_path / "two")])
+    two = _run_group(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(driver),
+            str(patches),
+            str(tmp_path / "two"),
+        ]
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     d0, d1 = (torch.load(tmp_path / "two" / f"discriminator_rank{r}.pt") for r in (0, 1))
     weights = [k for k in d0["final"] if k.endswith(("weight", "bias"))]

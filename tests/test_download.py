@@ -103,13 +103,13 @@ def test_unreachable_host_says_how_to_work_offline(tmp_path):
         fetch("http://127.0.0.1:9/x.tar", tmp_path / "x.tar", "0" * 32, retries=1, backoff=0, timeout=2)
 
 
-def _tar(path: Path, members: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+def _tar(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
     with tarfile.open(path, "w") as tf:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
-        for name, target in links.items():
+        for name, target in (links or {}).items():
             info = tarfile.TarInfo(name)
             info.type, info.linkname = tarfile.SYMTYPE, target
             tf.addfile(info)
@@ -137,14 +137,20 @@ def test_zip_with_absolute_member_is_refused(tmp_path):
         safe_extract(archive, tmp_path / "out")
 
 
-@pytest.mark.parametrize("name, image", [("Set5", "baby.png"), ("Set14", "lenna.png"), ("B100", "3096.png"), ("Urban100", "img_001.png")])
+@pytest.mark.parametrize(
+    "name, image", [("Set5", "baby.png"), ("Set14", "lenna.png"), ("B100", "3096.png"), ("Urban100", "img_001.png")]
+)
 def test_each_test_set_downloads_from_the_official_layout(server, tmp_path, monkeypatch, photo, name, image):
     """A benchmark.tar built like EDSR's (all four sets, HR and LR folders), served locally: the
     set asked for ends up as a folder of its HR images, and eval.sets accepts it."""
     from srlab.params import parse_params
 
     root, url = server
-    members = {f"benchmark/{s}/{kind}/{i}.png": _png(photo, i) for i, s in enumerate(sources.TEST_SETS) for kind in ("HR", "LR_bicubic/X2")}
+    members = {
+        f"benchmark/{s}/{kind}/{i}.png": _png(photo, i)
+        for i, s in enumerate(sources.TEST_SETS)
+        for kind in ("HR", "LR_bicubic/X2")
+    }
     archive = _tar(root / "benchmark.tar", {**members, f"benchmark/{name}/HR/{image}": _png(photo, 9)})
     real = sources.TEST_SETS[name]
     assert (real.inner, real.mirror, real.filename) == (f"benchmark/{name}/HR", name, "benchmark.tar")
@@ -158,15 +164,23 @@ def test_each_test_set_downloads_from_the_official_layout(server, tmp_path, monk
     assert parse_params({"eval": {"sets": [name]}}).eval.sets == (name,)
 
 
-def test_download_test_sets_makes_a_mirror_once_from_the_checksummed_archive(server, tmp_path, monkeypatch, photo, capsys):
+def test_download_test_sets_makes_a_mirror_once_from_the_checksummed_archive(
+    server, tmp_path, monkeypatch, photo, capsys
+):
     """What CI does on a machine with a network and no mirror: Set5 and Set14 out of one
     benchmark.tar, verified, as a folder SRLAB_DATA_MIRROR can point at; a second run asks nothing."""
     from srlab.cli import main
 
     root, url = server
-    archive = _tar(root / "benchmark.tar", {"benchmark/Set5/HR/baby.png": _png(photo, 0), "benchmark/Set5/HR/bird.png": _png(photo, 1),
-                                            "benchmark/Set14/HR/lenna.png": _png(photo, 2),
-                                            "benchmark/Set14/LR_bicubic/X2/lennax2.png": _png(photo, 3)})
+    archive = _tar(
+        root / "benchmark.tar",
+        {
+            "benchmark/Set5/HR/baby.png": _png(photo, 0),
+            "benchmark/Set5/HR/bird.png": _png(photo, 1),
+            "benchmark/Set14/HR/lenna.png": _png(photo, 2),
+            "benchmark/Set14/LR_bicubic/X2/lennax2.png": _png(photo, 3),
+        },
+    )
     for name in ("Set5", "Set14"):
         remote = sources.RemoteArchive(f"{url}/benchmark.tar", _md5(archive.read_bytes()), f"benchmark/{name}/HR", name)
         monkeypatch.setitem(sources.TEST_SETS, name, remote)
@@ -174,7 +188,12 @@ def test_download_test_sets_makes_a_mirror_once_from_the_checksummed_archive(ser
     mirror = tmp_path / "cache" / "data"
     main(["download-test-sets", str(mirror)])
     assert sorted(p.relative_to(mirror).as_posix() for p in mirror.rglob("*")) == [
-        "Set14", "Set14/lenna.png", "Set5", "Set5/baby.png", "Set5/bird.png"]  # the archive itself is gone
+        "Set14",
+        "Set14/lenna.png",
+        "Set5",
+        "Set5/baby.png",
+        "Set5/bird.png",
+    ]  # the archive itself is gone
     assert (mirror / "Set5/bird.png").read_bytes() == _png(photo, 1)
     asked = len(RangeHandler.requests)
     main(["download-test-sets", str(mirror)])
@@ -195,8 +214,8 @@ def test_mirror_folder_is_used_before_the_network(tmp_path, monkeypatch):
 
 def _png(photo, seed: int, fmt: str = "PNG") -> bytes:
     """A distinct photo-like image: the fixture photo, rolled and flipped by `seed`."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     img = np.roll(photo, 7 * seed, axis=1)[:, :: (-1) ** seed]
     buffer = io.BytesIO()
@@ -231,14 +250,18 @@ def test_voc2011_downloads_resumes_and_prepares(server, tmp_path, monkeypatch, p
     assert sorted(p.name for p in extracted.iterdir()) == ["JPEGImages"]  # annotations and masks stay in the tar
     again = sources.training_split("voc2011", "", 4, 2, seed=0, downloads=tmp_path / "dl")
     assert again == (train, val) and len(RangeHandler.requests) == 2  # verified copy reused
-    entry, used, skipped = prepare_split(train, tmp_path / "store", "train", Cutting(2, 32, Degradation("bicubic"), count=3), 0)
+    entry, used, skipped = prepare_split(
+        train, tmp_path / "store", "train", Cutting(2, 32, Degradation("bicubic"), count=3), 0
+    )
     assert len(used) == 4 and not skipped and entry["hr"]["shape"] == [12, 32, 32, 3]
 
 
 def test_div2k_keeps_its_official_split(server, tmp_path, monkeypatch, photo):
     root, url = server
-    for name, numbers, folder in (("DIV2K_TRAIN", range(1, 6), "DIV2K_train_HR"),
-                                  ("DIV2K_VALID", range(801, 804), "DIV2K_valid_HR")):
+    for name, numbers, folder in (
+        ("DIV2K_TRAIN", range(1, 6), "DIV2K_train_HR"),
+        ("DIV2K_VALID", range(801, 804), "DIV2K_valid_HR"),
+    ):
         archive = root / f"{folder}.zip"
         with zipfile.ZipFile(archive, "w") as zf:
             for n in numbers:
@@ -260,7 +283,9 @@ def test_mirror_archive_with_a_wrong_checksum_is_refused(tmp_path, monkeypatch):
 
 
 def test_offline_without_a_mirror_is_one_line(tmp_path, monkeypatch):
-    remote = sources.RemoteArchive("http://127.0.0.1:9/DIV2K_train_HR.zip", "0" * 32, "DIV2K_train_HR", "DIV2K_train_HR")
+    remote = sources.RemoteArchive(
+        "http://127.0.0.1:9/DIV2K_train_HR.zip", "0" * 32, "DIV2K_train_HR", "DIV2K_train_HR"
+    )
     monkeypatch.setattr(sources, "DIV2K_TRAIN", remote)
     monkeypatch.setattr(sources, "fetch", partial(fetch, retries=0, backoff=0, timeout=2))
     monkeypatch.delenv("SRLAB_DATA_MIRROR", raising=False)
@@ -274,12 +299,17 @@ def _stage(script: str, params: dict, tmp_path: Path, *args, env: dict | None = 
     import sys
 
     import yaml
-
     from conftest import REPO
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    return subprocess.run([sys.executable, f"stages/{script}.py", "--params", str(tmp_path / "params.yaml"), *map(str, args)],
-                          cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, f"stages/{script}.py", "--params", str(tmp_path / "params.yaml"), *map(str, args)],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_failed_download_stage_keeps_the_old_output_and_leaves_no_staging_folder(tmp_path, photo):
@@ -294,8 +324,16 @@ def test_a_failed_download_stage_keeps_the_old_output_and_leaves_no_staging_fold
         Image.fromarray(photo).save(photos / f"{i}.png")
     (out / "kept.txt").write_text("the previous run")
     params = {"data": {"train_source": "folder", "train_dir": str(photos)}, "eval": {"sets": ["Set5", "Set14"]}}
-    done = _stage("download", params, tmp_path, "--out", out, "--downloads", tmp_path / "dl",
-                  env={"SRLAB_DATA_MIRROR": str(mirror)})
+    done = _stage(
+        "download",
+        params,
+        tmp_path,
+        "--out",
+        out,
+        "--downloads",
+        tmp_path / "dl",
+        env={"SRLAB_DATA_MIRROR": str(mirror)},
+    )
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0 and "checksum mismatch" in done.stderr
     assert (out / "kept.txt").read_text() == "the previous run"  # copied photos and Set5 went with the staging folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "params.yaml", "photos", "raw"]
@@ -311,10 +349,21 @@ def test_a_failed_prepare_stage_keeps_the_old_store_and_leaves_no_staging_folder
     Image.fromarray(photo[:10, :10]).save(raw / "val" / "tiny.png")
     out.mkdir()
     (out / "index.json").write_text("the previous store")
-    done = _stage("prepare", {"data": {"hr_size": 32, "patches_per_image": 4}}, tmp_path, "--raw", raw, "--out", out,
-                  "--report", tmp_path / "prepare.json")
+    done = _stage(
+        "prepare",
+        {"data": {"hr_size": 32, "patches_per_image": 4}},
+        tmp_path,
+        "--raw",
+        raw,
+        "--out",
+        out,
+        "--report",
+        tmp_path / "prepare.json",
+    )
     assert done.returncode == 1 and "val: no usable image among 1 (reasons in" in done.stderr
     assert done.stderr.strip().count("\n") == 0
-    assert [p.name for p in out.iterdir()] == ["index.json"] and (out / "index.json").read_text() == "the previous store"
+    assert [p.name for p in out.iterdir()] == ["index.json"] and (
+        out / "index.json"
+    ).read_text() == "the previous store"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "patches", "prepare.json", "raw"]
     assert "10x10 is smaller than a 32px patch" in (tmp_path / "prepare.json").read_text()

@@ -8,9 +8,11 @@ from srlab.cli import main
 
 
 def _metrics(tmp_path, mse_psnr, mse_perc=0.3, perc_perc=0.2):
-    scores = {"bicubic": {"psnr": 33.0, "perceptual": 0.5},
-              "srcnn_mse": {"psnr": mse_psnr, "perceptual": mse_perc},
-              "srcnn_perceptual": {"psnr": mse_psnr - 0.1, "perceptual": perc_perc}}
+    scores = {
+        "bicubic": {"psnr": 33.0, "perceptual": 0.5},
+        "srcnn_mse": {"psnr": mse_psnr, "perceptual": mse_perc},
+        "srcnn_perceptual": {"psnr": mse_psnr - 0.1, "perceptual": perc_perc},
+    }
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps({"Set5": scores}))
     return str(path)
@@ -79,7 +81,6 @@ def test_against_a_git_revision_reads_the_committed_metrics(tmp_path, capsys, mo
 def _lock_changed(tmp_path, change) -> str:
     """The committed dvc.lock with one edit applied, written to a file."""
     import yaml
-
     from conftest import REPO
 
     lock = yaml.safe_load((REPO / "dvc.lock").read_text())
@@ -110,8 +111,10 @@ def test_check_lock_passes_other_outputs_and_fails_other_code_or_params(tmp_path
     main(["check-lock", committed, "--against", committed])
     main(["check-lock", _lock_changed(tmp_path, _set_out_md5), "--against", committed])
     assert capsys.readouterr().out.count("check-lock: every stage's command, params and code are those of") == 2
-    for change, message in ((_set_code_md5, "stage train_mse: its code changed (src/srlab/training.py)"),
-                            (_set_param, "stage train_perceptual: its params changed (params.yaml)")):
+    for change, message in (
+        (_set_code_md5, "stage train_mse: its code changed (src/srlab/training.py)"),
+        (_set_param, "stage train_perceptual: its params changed (params.yaml)"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(["check-lock", _lock_changed(tmp_path, change), "--against", committed])
         err = capsys.readouterr().err
@@ -121,12 +124,32 @@ def test_check_lock_passes_other_outputs_and_fails_other_code_or_params(tmp_path
 
 def _shown(tmp_path, with_lpips: bool) -> str:
     """`dvc exp show --json` of a commit and two experiments varying loss.vgg_weight."""
+
     def run(rev, weight, psnr, lpips):
-        scores = {"psnr": psnr, "ssim": 0.9, "perceptual": 0.001 / (1 + weight), **({"lpips": lpips} if with_lpips else {})}
-        note = "LPIPS-VGG (lpips 0.1.4 linear layers, ImageNet VGG16 vgg16-397923af.pth)" if with_lpips else "not computed: no ImageNet VGG16 weights"
-        metrics = {s: {"bicubic": {"psnr": 30.0, "ssim": 0.8, "perceptual": 0.002}, "srcnn_perceptual": scores} for s in ("Set5", "Set14")}
-        return {"rev": rev, "name": rev, "data": {"metrics": {"reports/metrics.json": {"data": {**metrics, "provenance": {"lpips": note}}}},
-                                                  "params": {"params.yaml": {"data": {"loss": {"vgg_weight": weight}}}}}}
+        scores = {
+            "psnr": psnr,
+            "ssim": 0.9,
+            "perceptual": 0.001 / (1 + weight),
+            **({"lpips": lpips} if with_lpips else {}),
+        }
+        note = (
+            "LPIPS-VGG (lpips 0.1.4 linear layers, ImageNet VGG16 vgg16-397923af.pth)"
+            if with_lpips
+            else "not computed: no ImageNet VGG16 weights"
+        )
+        metrics = {
+            s: {"bicubic": {"psnr": 30.0, "ssim": 0.8, "perceptual": 0.002}, "srcnn_perceptual": scores}
+            for s in ("Set5", "Set14")
+        }
+        return {
+            "rev": rev,
+            "name": rev,
+            "data": {
+                "metrics": {"reports/metrics.json": {"data": {**metrics, "provenance": {"lpips": note}}}},
+                "params": {"params.yaml": {"data": {"loss": {"vgg_weight": weight}}}},
+            },
+        }
+
     commit = run("a" * 40, 1.0, 35.0, 0.10)
     commit["experiments"] = [{"revs": [run("exp-low", 0.3, 35.1, 0.12)]}, {"revs": [run("exp-high", 3.0, 34.8, 0.08)]}]
     path = tmp_path / "shown.json"
@@ -151,12 +174,17 @@ def _ci_gate_args() -> list[str]:
     import shlex
     from pathlib import Path
 
-    line = next(line for line in (Path(__file__).parents[1] / ".ci" / "run").read_text().splitlines()
-                if line.startswith("srlab check-metrics"))
+    line = next(
+        line
+        for line in (Path(__file__).parents[1] / ".ci" / "run").read_text().splitlines()
+        if line.startswith("srlab check-metrics")
+    )
     return shlex.split(line)[2:]  # after `srlab check-metrics`
 
 
-def test_ci_gate_passes_the_committed_metrics_moved_as_far_as_measured_across_cpus_and_catches_regressions(tmp_path, capsys):
+def test_ci_gate_passes_the_committed_metrics_moved_as_far_as_measured_across_cpus_and_catches_regressions(
+    tmp_path, capsys
+):
     """The committed metrics and a run of the same commit on another CPU kind differ by at most the
     largest move measured between CPU kinds (docs/results: an AMD EPYC and an Intel Xeon run of one
     commit, and bench/gate_spread.py's runs with the vector ISA pinned to AVX2 and not):
@@ -169,7 +197,9 @@ def test_ci_gate_passes_the_committed_metrics_moved_as_far_as_measured_across_cp
     committed = json.loads((repo / "reports" / "metrics.json").read_text())
     results = repo / "docs" / "results"
     moves = json.loads((results / "gate_spread.json").read_text())["largest_move"]["same seed, other ISA"]
-    amd, intel = (json.loads((results / f"metrics_0893778_{kind}.json").read_text()) for kind in ("amd_epyc", "intel_xeon"))
+    amd, intel = (
+        json.loads((results / f"metrics_0893778_{kind}.json").read_text()) for kind in ("amd_epyc", "intel_xeon")
+    )
     for figure in moves:  # the same commit's run on each CPU kind
         set_name, method = figure.split("/")
         moves[figure] = max(moves[figure], abs(amd[set_name][method]["psnr"] - intel[set_name][method]["psnr"]))
@@ -195,7 +225,11 @@ def test_ci_gate_passes_the_committed_metrics_moved_as_far_as_measured_across_cp
             capsys.readouterr()
 
     for sign in (1, -1):
-        assert gate({figure: sign * move for figure, move in moves.items()}), f"a run moved by {sign} x the measured spread"
+        assert gate({figure: sign * move for figure, move in moves.items()}), (
+            f"a run moved by {sign} x the measured spread"
+        )
     assert not gate({"Set5/srcnn_mse": -0.1})
     perceptual = float(next(a for a in args if a.startswith("srcnn_perceptual=")).split("=")[1])
-    assert gate({"Set5/srcnn_perceptual": -perceptual + 0.0005}) and not gate({"Set5/srcnn_perceptual": -perceptual - 0.0005})
+    assert gate({"Set5/srcnn_perceptual": -perceptual + 0.0005}) and not gate(
+        {"Set5/srcnn_perceptual": -perceptual - 0.0005}
+    )

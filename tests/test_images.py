@@ -37,7 +37,9 @@ def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
     assert 120 < rgb[15, 20, 0] < 135
 
 
-@pytest.mark.parametrize("orientation, turn", [(3, 2), (6, -1), (8, 1)], ids=["180", "90-clockwise", "90-anticlockwise"])
+@pytest.mark.parametrize(
+    "orientation, turn", [(3, 2), (6, -1), (8, 1)], ids=["180", "90-clockwise", "90-anticlockwise"]
+)
 def test_exif_orientation_turns_the_photo_the_way_it_is_displayed(tmp_path, photo, orientation, turn):
     """EXIF 6 means "rotate 90 degrees clockwise to display": the array must come out turned that
     way, not merely with its sides swapped (lossless PNG, so the pixels can be compared exactly)."""
@@ -79,12 +81,14 @@ def _png_header_only(path, width: int, height: int):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
     return path
 
 
 def test_the_default_bomb_limit_is_100_megapixels_checked_before_decoding(tmp_path):
-    """The limit the README states, at its edge: 100,000,000 pixels may be decoded (this file
+    """The limit docs/guarantees.md states, at its edge: 100,000,000 pixels may be decoded (this file
     then fails as truncated), one pixel more is refused from the header alone."""
     assert MAX_PIXELS == 100_000_000
     at_limit = _png_header_only(tmp_path / "at.png", 10_000, 10_000)

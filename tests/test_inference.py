@@ -67,18 +67,33 @@ def _model_file(tmp_path, srcnn):
 def test_cli_upscales_grey_and_rgba_inputs(tmp_path, srcnn, photo, capsys):
     Image.fromarray(photo[..., 0]).save(tmp_path / "grey.png")
     Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)])).save(tmp_path / "rgba.png")
-    main(["super-resolve", "--checkpoint", str(_model_file(tmp_path, srcnn)), "--out", str(tmp_path / "out"),
-          "--tile", "40", "--histogram-match", str(tmp_path / "grey.png"), str(tmp_path / "rgba.png")])
+    main(
+        [
+            "super-resolve",
+            "--checkpoint",
+            str(_model_file(tmp_path, srcnn)),
+            "--out",
+            str(tmp_path / "out"),
+            "--tile",
+            "40",
+            "--histogram-match",
+            str(tmp_path / "grey.png"),
+            str(tmp_path / "rgba.png"),
+        ]
+    )
     for name in ("grey_x2.png", "rgba_x2.png"):
         with Image.open(tmp_path / "out" / name) as img:
             assert img.size == (2 * photo.shape[1], 2 * photo.shape[0]) and img.mode == "RGB"
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing input", "nope.png: no such file"),
-    ("not an image", "fake.png: cannot decode"),
-    ("hostile checkpoint", "not a loadable srlab checkpoint"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing input", "nope.png: no such file"),
+        ("not an image", "fake.png: cannot decode"),
+        ("hostile checkpoint", "not a loadable srlab checkpoint"),
+    ],
+)
 def test_cli_bad_input_is_one_line(tmp_path, srcnn, photo, capsys, case, message):
     model = _model_file(tmp_path, srcnn)
     target = tmp_path / "nope.png"
@@ -104,7 +119,9 @@ def test_histogram_matching_keeps_size_and_moves_colours_to_the_reference(photo)
     assert abs(matched.mean() - photo.mean()) < abs(dark.mean() - photo.mean()) / 10
 
 
-@pytest.mark.parametrize("option, method", [("histogram_match", "srcnn_mse_histmatch"), ("self_ensemble", "srcnn_mse_x8")])
+@pytest.mark.parametrize(
+    "option, method", [("histogram_match", "srcnn_mse_histmatch"), ("self_ensemble", "srcnn_mse_x8")]
+)
 def test_evaluate_scores_post_processed_outputs_when_asked(tmp_path, srcnn, photo, option, method):
     from srlab.evaluation import evaluate
     from srlab.params import parse_params
@@ -137,13 +154,21 @@ def test_self_ensemble_undoes_each_transform_and_averages(photo, srcnn):
     assert np.abs(self_ensemble(srcnn, lr, "cpu", tile=16).astype(int) - ensembled).max() <= 1  # tiles agree
 
 
-
 def test_cli_self_ensemble_writes_the_ensembled_image(tmp_path, srcnn, photo):
     from srlab.inference import self_ensemble
 
     Image.fromarray(photo[:40, :30]).save(tmp_path / "a.png")
-    main(["super-resolve", "--checkpoint", str(_model_file(tmp_path, srcnn)), "--out", str(tmp_path / "out"),
-          "--self-ensemble", str(tmp_path / "a.png")])
+    main(
+        [
+            "super-resolve",
+            "--checkpoint",
+            str(_model_file(tmp_path, srcnn)),
+            "--out",
+            str(tmp_path / "out"),
+            "--self-ensemble",
+            str(tmp_path / "a.png"),
+        ]
+    )
     written = np.asarray(Image.open(tmp_path / "out" / "a_x2.png"))
     assert np.array_equal(written, self_ensemble(srcnn, photo[:40, :30], "cpu", tile=256))
 
@@ -164,7 +189,9 @@ def _vgg16_file(folder, seed=0):
     return path, hashlib.sha256(path.read_bytes()).hexdigest()[:8]
 
 
-def test_lpips_is_reported_per_set_method_and_image_when_the_imagenet_backbone_is_there(tmp_path, srcnn, photo, monkeypatch):
+def test_lpips_is_reported_per_set_method_and_image_when_the_imagenet_backbone_is_there(
+    tmp_path, srcnn, photo, monkeypatch
+):
     from srlab import lpips_score
     from srlab.backbones import Backbone
     from srlab.evaluation import evaluate
@@ -178,7 +205,10 @@ def test_lpips_is_reported_per_set_method_and_image_when_the_imagenet_backbone_i
     monkeypatch.setattr(Backbone, "sha256_prefix", property(lambda self: prefix))
     params = parse_params({"eval": {"sets": ["Set5"]}, "train": {"device": "cpu"}})
     summary, table = evaluate(params, tmp_path / "test", {"srcnn_mse": _model_file(tmp_path, srcnn)}, tmp_path / "sr")
-    assert summary["provenance"]["lpips"].startswith("LPIPS-VGG (lpips 0.1") and "vgg16-397923af.pth" in summary["provenance"]["lpips"]
+    assert (
+        summary["provenance"]["lpips"].startswith("LPIPS-VGG (lpips 0.1")
+        and "vgg16-397923af.pth" in summary["provenance"]["lpips"]
+    )
     for method in ("bicubic", "srcnn_mse"):
         per_image = table[(table.method == method)]["lpips"]
         assert len(per_image) == 2 and (per_image > 0).all()
@@ -188,7 +218,9 @@ def test_lpips_is_reported_per_set_method_and_image_when_the_imagenet_backbone_i
     assert scorer(photo, photo // 2) > scorer(photo, np.clip(photo.astype(int) + 3, 0, 255).astype(np.uint8))
 
 
-def test_without_the_imagenet_backbone_the_metrics_say_lpips_was_not_computed_and_why(tmp_path, srcnn, photo, monkeypatch):
+def test_without_the_imagenet_backbone_the_metrics_say_lpips_was_not_computed_and_why(
+    tmp_path, srcnn, photo, monkeypatch
+):
     from srlab.evaluation import evaluate
     from srlab.params import parse_params
 

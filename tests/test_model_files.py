@@ -18,9 +18,15 @@ def _model_file(path, name="srcnn", scale=2, seed=0):
     """A model file as training writes it, for an untrained `name` network (seeded weights)."""
     torch.manual_seed(seed)
     model = build_model(ModelParams(name=name), scale).eval()
-    meta = {"arch": name, "scale": scale, "upsample": "bicubic", "residual": True, "epochs": 1,
-            "params": parse_params({"model": {"name": name}, "data": {"scale": scale, "hr_size": 12 * scale}}).to_dict(),
-            "history": [{"epoch": 1, "val/psnr": 30.5}]}
+    meta = {
+        "arch": name,
+        "scale": scale,
+        "upsample": "bicubic",
+        "residual": True,
+        "epochs": 1,
+        "params": parse_params({"model": {"name": name}, "data": {"scale": scale, "hr_size": 12 * scale}}).to_dict(),
+        "history": [{"epoch": 1, "val/psnr": 30.5}],
+    }
     checkpoint.save_model(path, model.state_dict(), meta)
     return model
 
@@ -52,8 +58,10 @@ def test_identical_weights_give_byte_identical_model_files(tmp_path):
 
 def test_model_files_of_earlier_versions_still_load(tmp_path):
     model = build_model(ModelParams(), 2)
-    torch.save({"model": model.state_dict(), "meta": {"arch": "srcnn", "scale": 2, "upsample": "bicubic", "residual": True}},
-               tmp_path / "old.pt")
+    torch.save(
+        {"model": model.state_dict(), "meta": {"arch": "srcnn", "scale": 2, "upsample": "bicubic", "residual": True}},
+        tmp_path / "old.pt",
+    )
     loaded, meta = checkpoint.load_model(tmp_path / "old.pt", scale=2)
     assert meta["arch"] == "srcnn"
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())

@@ -109,15 +109,24 @@ def test_every_model_trains_fine_tunes_scores_and_plots_as_the_stages_do(tmp_pat
     from srlab.plotting import comparison_figure
     from srlab.training import TrainJob, train
 
-    p = parse_params({"model": {"name": name}, "data": {"hr_size": 16}, "eval": {"sets": ["Set5"]},
-                      "train": {"batch_size": 8, "device": "cpu", "epochs": 1, "perceptual_epochs": 1}})
+    p = parse_params(
+        {
+            "model": {"name": name},
+            "data": {"hr_size": 16},
+            "eval": {"sets": ["Set5"]},
+            "train": {"batch_size": 8, "device": "cpu", "epochs": 1, "perceptual_epochs": 1},
+        }
+    )
     patches = tmp_path / "patches"
     save_pairs(patches, "train", crop_pairs(photo, 2, 16, 16, Degradation("bicubic"), rng))
     save_pairs(patches, "val", crop_pairs(photo, 2, 16, 8, Degradation("bicubic"), rng))
     models = {f"{name}_mse": tmp_path / "mse.safetensors", f"{name}_perceptual": tmp_path / "perceptual.safetensors"}
     train(TrainJob.for_stage("mse", p, patches, models[f"{name}_mse"], tmp_path / "ck_mse"))
-    tuned = train(TrainJob.for_stage("perceptual", p, patches, models[f"{name}_perceptual"], tmp_path / "ck_p",
-                                     init_from=models[f"{name}_mse"]))
+    tuned = train(
+        TrainJob.for_stage(
+            "perceptual", p, patches, models[f"{name}_perceptual"], tmp_path / "ck_p", init_from=models[f"{name}_mse"]
+        )
+    )
     assert tuned["loss_weights"] == {"mse": 1.0, "perceptual": 1.0}
     (tmp_path / "test" / "Set5").mkdir(parents=True)
     save_png(tmp_path / "test" / "Set5" / "a.png", photo)
@@ -130,3 +139,19 @@ def test_every_model_trains_fine_tunes_scores_and_plots_as_the_stages_do(tmp_pat
     outputs = {m: tmp_path / "sr" / "Set5" / m / "a.png" for m in ("bicubic", *models)}
     comparison_figure(tmp_path / "test" / "Set5" / "a.png", outputs, scores, 64, tmp_path / "figure.png")
     assert (tmp_path / "figure.png").stat().st_size > 10_000
+
+
+def test_each_list_of_names_has_one_source_that_the_registries_follow():
+    """Adding a model, a degradation, a test set or a backbone is one edit, and the params, the
+    registries and the CLI cannot drift apart."""
+    from srlab import backbones, params
+    from srlab.cli import main
+    from srlab.data import degrade, sources
+
+    assert tuple(MODELS) == params.MODELS  # every model the params accept is built, and no other
+    assert set(degrade.RESAMPLE) | {"gaussian"} == set(params.DEGRADATIONS)  # gaussian: a blur, then bicubic
+    assert tuple(sources.TEST_SETS) == params.TEST_SETS
+    every_term = params.LossParams(vgg19_weight=1.0, resnet_weight=1.0)
+    assert [name for name, _, _ in backbones.used_by(every_term)] == list(backbones.BACKBONES)
+    with pytest.raises(SystemExit):
+        main(["download-test-sets", "x", "--sets", "Set99"])  # the CLI takes its choices from the same list

@@ -6,17 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import cli, train_params_file
 from PIL import Image
 from torch import nn
 
-from conftest import cli, train_params_file
 from srlab import checkpoint
 from srlab.data.patches import Degradation, crop_pairs
 from srlab.errors import SrlabError
 from srlab.models import build_discriminator, build_model
 from srlab.params import ModelParams, parse_params
 from srlab.training import TrainJob, train
-
 
 # -- the SRCNN note: its command-line tool ---------------------------------------------------------
 
@@ -26,8 +25,23 @@ def test_srcnn_note_flags_save_every_n_epochs_and_resume_from_any_checkpoint_nam
     with only the epoch count, bit for bit the uninterrupted run; with `--batch-size=4
     --num-epoch=3`, a continued run that says it differs and records why."""
     run = tmp_path / "run"
-    cli("train", "--params", train_params_file(tmp_path), "--patches", patches, "--out", run,
-         "--batch-size", "8", "--lr", "1e-3", "--num-epoch", "2", "--save-freq", "1")
+    cli(
+        "train",
+        "--params",
+        train_params_file(tmp_path),
+        "--patches",
+        patches,
+        "--out",
+        run,
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--num-epoch",
+        "2",
+        "--save-freq",
+        "1",
+    )
     ckpt = run / "checkpoints"
     assert sorted(p.name for p in ckpt.glob("epoch_*.pt")) == ["epoch_0001.pt", "epoch_0002.pt"]
     saved = checkpoint.load(ckpt / "epoch_0001.pt")["meta"]["params"]["train"]
@@ -99,13 +113,16 @@ def test_rescnn_follows_the_notes_layer_table():
 
 
 def test_nearest_is_a_degradation_for_training_and_test_inputs_and_an_upsampler(photo, rng):
-    from srlab.data.degrade import KERNELS, downscale
+    from srlab.data.degrade import downscale
+    from srlab.params import DEGRADATIONS
 
-    p = parse_params({"data": {"degradation": "nearest"}, "eval": {"degradation": "nearest"}, "model": {"upsample": "nearest"}})
+    p = parse_params(
+        {"data": {"degradation": "nearest"}, "eval": {"degradation": "nearest"}, "model": {"upsample": "nearest"}}
+    )
     assert (p.data.degradation, p.eval.degradation, p.model.upsample) == ("nearest",) * 3
     hr = photo[:64, :64]
     assert np.array_equal(downscale(hr, 2, "nearest"), hr[1::2, 1::2])  # the grader's resize: one pixel of each 2x2
-    assert "nearest" in KERNELS  # so data.degradation mixed draws it too
+    assert "nearest" in DEGRADATIONS  # so data.degradation mixed draws it too
     mixed = crop_pairs(photo, 2, 16, 64, Degradation("mixed"), rng)
     nearest = [np.array_equal(lr, hr[1::2, 1::2]) for lr, hr in zip(mixed.lr, mixed.hr)]
     assert 0 < sum(nearest) < len(nearest)
@@ -124,7 +141,15 @@ def test_srgan_notes_discriminator_has_its_block_list_and_dense_head():
     d = build_discriminator("dense", 128)
     convs = _convs(d)
     assert [(c.out_channels, c.stride[0]) for c in convs] == [
-        (64, 1), (64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2)]
+        (64, 1),
+        (64, 2),
+        (128, 1),
+        (128, 2),
+        (256, 1),
+        (256, 2),
+        (512, 1),
+        (512, 2),
+    ]
     dense = [m for m in d.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in dense] == [(512 * 8 * 8, 1024), (1024, 1)]
     assert d(torch.rand(3, 3, 128, 128)).shape == (3,)
@@ -133,8 +158,10 @@ def test_srgan_notes_discriminator_has_its_block_list_and_dense_head():
 
 
 def test_content_plus_adversarial_without_a_pixel_term_is_allowed_and_nothing_at_all_is_refused():
-    p = parse_params({"loss": {"pixel_in_perceptual": False, "vgg_weight": 0, "vgg19_weight": 1, "adversarial_weight": 1e-3}})
-    weights = {k: w for k, w in p.loss.perceptual_weights().items() if w > 0}
+    p = parse_params(
+        {"loss": {"pixel_in_perceptual": False, "vgg_weight": 0, "vgg19_weight": 1, "adversarial_weight": 1e-3}}
+    )
+    weights = {k: w for k, w in p.loss.second_stage_weights().items() if w > 0}
     assert weights == {"vgg19": 1.0, "adversarial": 1e-3}
     assert p.loss.pixel_weights()["mse"] == 1.0  # train_mse, the SRResNet pre-training, keeps MSE
     with pytest.raises(SrlabError, match="train_perceptual would train on nothing"):
@@ -144,10 +171,20 @@ def test_content_plus_adversarial_without_a_pixel_term_is_allowed_and_nothing_at
 
 
 def test_srgan_logs_its_discriminator_loss_keeps_it_with_the_best_checkpoints_and_has_its_own_rate(tmp_path, patches):
-    p = parse_params({"model": {"name": "srresnet", "discriminator": "dense"},
-                      "loss": {"pixel_in_perceptual": False, "vgg_weight": 0, "vgg19_weight": 1, "adversarial_weight": 1e-3},
-                      "train": {"batch_size": 8, "device": "cpu", "perceptual_epochs": 2, "lr": 1e-4,
-                                "discriminator_lr": 4e-4, "crop_size": 16}})
+    p = parse_params(
+        {
+            "model": {"name": "srresnet", "discriminator": "dense"},
+            "loss": {"pixel_in_perceptual": False, "vgg_weight": 0, "vgg19_weight": 1, "adversarial_weight": 1e-3},
+            "train": {
+                "batch_size": 8,
+                "device": "cpu",
+                "perceptual_epochs": 2,
+                "lr": 1e-4,
+                "discriminator_lr": 4e-4,
+                "crop_size": 16,
+            },
+        }
+    )
     job = TrainJob.for_stage("perceptual", p, patches, tmp_path / "g.safetensors", tmp_path / "ck")
     meta = train(job)
     assert all(row["train/discriminator"] > 0 for row in meta["history"])
@@ -159,8 +196,8 @@ def test_srgan_logs_its_discriminator_loss_keeps_it_with_the_best_checkpoints_an
 
 
 def test_random_rotation_keeps_lr_and_hr_an_exact_pair(photo):
-    from srlab.data.degrade import downscale, rotate
     from srlab.data.augment import draw_rotations, rotation
+    from srlab.data.degrade import downscale, rotate
 
     p = parse_params({"data": {"scale": 4}, "train": {"rotate_degrees": 10, "batch_size": 4}})
     angles, kernels = draw_rotations(p, torch.Generator().manual_seed(0))
@@ -181,7 +218,9 @@ def test_evaluate_scores_the_notes_way_beside_the_published_one(tmp_path, photo)
 
     torch.manual_seed(0)
     model = tmp_path / "m.safetensors"
-    checkpoint.save_model(model, SRCNN(2).state_dict(), {"arch": "srcnn", "scale": 2, "upsample": "bicubic", "residual": True})
+    checkpoint.save_model(
+        model, SRCNN(2).state_dict(), {"arch": "srcnn", "scale": 2, "upsample": "bicubic", "residual": True}
+    )
     (tmp_path / "test" / "Set5").mkdir(parents=True)
     Image.fromarray(photo).save(tmp_path / "test" / "Set5" / "a.png")
     params = parse_params({"eval": {"sets": ["Set5"], "rgb": True}, "train": {"device": "cpu"}})
@@ -202,7 +241,13 @@ def test_x8_for_every_model_whose_design_allows_it():
     from srlab.models import MODELS, SCALES
 
     assert parse_params({"data": {"scale": 8, "hr_size": 64}}).data.scale == 8
-    assert {name for name in MODELS if 8 in SCALES.get(name, (8,))} == {"srcnn", "srcnn915", "srresnet", "edsr", "johnson"}
+    assert {name for name in MODELS if 8 in SCALES.get(name, (8,))} == {
+        "srcnn",
+        "srcnn915",
+        "srresnet",
+        "edsr",
+        "johnson",
+    }
 
 
 def test_johnson_upsamples_with_the_notes_4x4_fractionally_strided_convolutions():
@@ -214,9 +259,22 @@ def test_johnson_upsamples_with_the_notes_4x4_fractionally_strided_convolutions(
 
 
 def test_a_feature_only_objective_trains_from_scratch(tmp_path, patches):
-    p = parse_params({"model": {"name": "johnson"}, "loss": {"pixel_in_perceptual": False},
-                      "train": {"batch_size": 4, "lr": 1e-3, "device": "cpu", "perceptual_epochs": 1, "perceptual_init": "scratch"}})
-    job = TrainJob.for_stage("perceptual", p, patches, tmp_path / "j.safetensors", tmp_path / "ck", init_from=tmp_path / "unused")
+    p = parse_params(
+        {
+            "model": {"name": "johnson"},
+            "loss": {"pixel_in_perceptual": False},
+            "train": {
+                "batch_size": 4,
+                "lr": 1e-3,
+                "device": "cpu",
+                "perceptual_epochs": 1,
+                "perceptual_init": "scratch",
+            },
+        }
+    )
+    job = TrainJob.for_stage(
+        "perceptual", p, patches, tmp_path / "j.safetensors", tmp_path / "ck", init_from=tmp_path / "unused"
+    )
     assert job.init_from is None and {k for k, w in job.weights.items() if w > 0} == {"perceptual"}
     meta = train(job)
     assert meta["loss_weights"] == {"perceptual": 1.0}
@@ -228,15 +286,27 @@ def test_the_test_sets_are_scored_at_x8(tmp_path, photo):
 
     model = tmp_path / "m.safetensors"
     torch.manual_seed(0)
-    checkpoint.save_model(model, build_model(ModelParams(name="johnson"), 8).state_dict(),
-                          {"arch": "johnson", "scale": 8, "upsample": "bicubic", "residual": True})
+    checkpoint.save_model(
+        model,
+        build_model(ModelParams(name="johnson"), 8).state_dict(),
+        {"arch": "johnson", "scale": 8, "upsample": "bicubic", "residual": True},
+    )
     (tmp_path / "test" / "Set5").mkdir(parents=True)
     Image.fromarray(photo).save(tmp_path / "test" / "Set5" / "a.png")
-    params = parse_params({"data": {"scale": 8, "hr_size": 64}, "model": {"name": "johnson"},
-                           "eval": {"sets": ["Set5"]}, "train": {"device": "cpu"}})
+    params = parse_params(
+        {
+            "data": {"scale": 8, "hr_size": 64},
+            "model": {"name": "johnson"},
+            "eval": {"sets": ["Set5"]},
+            "train": {"device": "cpu"},
+        }
+    )
     summary, _ = evaluate(params, tmp_path / "test", {"johnson_mse": model}, tmp_path / "sr")
     assert summary["provenance"]["scale"] == 8 and np.isfinite(summary["Set5"]["bicubic"]["psnr"])
-    assert Image.open(tmp_path / "sr" / "Set5" / "johnson_mse" / "a.png").size == (120, 96)  # 96 x 120 is a multiple of 8
+    assert Image.open(tmp_path / "sr" / "Set5" / "johnson_mse" / "a.png").size == (
+        120,
+        96,
+    )  # 96 x 120 is a multiple of 8
 
 
 def test_srcnn_note_flags_are_shortcuts_for_their_params():
@@ -248,7 +318,12 @@ def test_srcnn_note_flags_are_shortcuts_for_their_params():
     parser = argparse.ArgumentParser()
     add_note_flags(parser)
     args = parser.parse_args(["--cuda", "--lr", "1e-4", "--batch-size=128", "--num-epoch=200", "--save-freq", "10"])
-    assert note_flags(args, "mse") == ["train.device=cuda", "train.lr=0.0001", "train.batch_size=128",
-                                       "train.epochs=200", "train.save_every=10"]
+    assert note_flags(args, "mse") == [
+        "train.device=cuda",
+        "train.lr=0.0001",
+        "train.batch_size=128",
+        "train.epochs=200",
+        "train.save_every=10",
+    ]
     assert "train.perceptual_epochs=200" in note_flags(args, "perceptual")  # a perceptual run's epoch count
     assert note_flags(parser.parse_args([]), "mse") == []

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from srlab.errors import SrlabError
 from srlab.params import Params, load_params, parse_params
 
@@ -34,23 +34,44 @@ def test_the_interface_key_loss_vgg_weight_exists():
     "raw, message",
     [
         ({"loss": {"vgg_wieght": 0.3}}, "loss.vgg_wieght: unknown parameter; did you mean loss.vgg_weight?"),
-        ({"model": {"name": "srcn"}}, "model.name: 'srcn' is not one of srcnn, srcnn915, rescnn, srresnet, johnson, edsr; did you mean 'srcnn'?"),
+        (
+            {"model": {"name": "srcn"}},
+            "model.name: 'srcn' is not one of srcnn, srcnn915, rescnn, srresnet, johnson, edsr; did you mean 'srcnn'?",
+        ),
         ({"train": {"epochs": "ten"}}, "train.epochs: expected an integer, got 'ten'"),
         ({"train": {"lr": 0}}, "train.lr: must be greater than 0.0"),
         ({"data": {"scale": 5}}, "data.scale: 5 is not one of 2, 3, 4"),
         ({"loss": {"vgg_layers": {"relu2_2": -1}}}, "loss.vgg_layers.relu2_2: must be at least 0.0"),
         ({"loss": {"vgg_layers": {"relu5_3": 1}}}, "loss.vgg_layers.relu5_3: unknown parameter"),
-        ({"eval": {"sets": ["Set6"]}}, "eval.sets: 'Set6' is not one of Set5, Set14, B100, Urban100; did you mean 'Set5'?"),
-        ({"loss": {"vgg_init": "missing.pth"}}, "loss.vgg_init: 'missing.pth' is neither 'imagenet' nor 'random' nor an existing file"),
+        (
+            {"eval": {"sets": ["Set6"]}},
+            "eval.sets: 'Set6' is not one of Set5, Set14, B100, Urban100; did you mean 'Set5'?",
+        ),
+        (
+            {"loss": {"vgg_init": "missing.pth"}},
+            "loss.vgg_init: 'missing.pth' is neither 'imagenet' nor 'random' nor an existing file",
+        ),
         ({"train": {"residual": True}}, "train.residual: unknown parameter"),
         ({"model": {"residual": "yes"}}, "model.residual: expected true or false, got 'yes'"),
-        ({"loss": {"mse_weight": 0}}, "loss: mse_weight, l1_weight and ssim_weight are all 0; train_mse needs at least one above 0"),
+        (
+            {"loss": {"mse_weight": 0}},
+            "loss: mse_weight, l1_weight and ssim_weight are all 0; train_mse needs at least one above 0",
+        ),
         ({"eval": {"vgg_layers": {"relu2_2": 0}}}, "eval.vgg_layers: every layer weight is 0"),
-        ({"loss": {"vgg_layers": {"relu1_2": 0, "relu2_2": 0, "relu3_3": 0, "relu4_3": 0}}}, "loss.vgg_layers: every layer weight is 0"),
+        (
+            {"loss": {"vgg_layers": {"relu1_2": 0, "relu2_2": 0, "relu3_3": 0, "relu4_3": 0}}},
+            "loss.vgg_layers: every layer weight is 0",
+        ),
         ({"train": {"lr_schedule": "step"}}, "train.lr_schedule: 'step' is not one of constant, cosine"),
         ({"data": {"scale": 3}}, "data: hr_size: 64 is not a multiple of scale (3)"),
-        ({"train": {"crop_size": 33}}, "train.crop_size: 33 must be a multiple of data.scale (2) and at most data.hr_size (64), or 0"),
-        ({"train": {"crop_size": 96}}, "train.crop_size: 96 must be a multiple of data.scale (2) and at most data.hr_size (64), or 0"),
+        (
+            {"train": {"crop_size": 33}},
+            "train.crop_size: 33 must be a multiple of data.scale (2) and at most data.hr_size (64), or 0",
+        ),
+        (
+            {"train": {"crop_size": 96}},
+            "train.crop_size: 96 must be a multiple of data.scale (2) and at most data.hr_size (64), or 0",
+        ),
     ],
 )
 def test_bad_parameters_name_the_key_the_value_and_what_is_allowed(raw, message):
@@ -83,7 +104,9 @@ def test_params_are_immutable():
 
 
 def _tree(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))
+    }
 
 
 def test_a_typo_stops_every_stage_before_it_writes_anything(tmp_path):
@@ -107,13 +130,21 @@ def test_a_typo_stops_every_stage_before_it_writes_anything(tmp_path):
     for name, stage in stages.items():  # all at once: each spends its time importing torch
         argv = shlex.split(stage["cmd"])
         assert argv[:2] == ["python", f"stages/{name}.py"], stage["cmd"]
-        running[name] = subprocess.Popen([sys.executable, str(REPO / argv[1]), *argv[2:]], cwd=tmp_path,
-                                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        running[name] = subprocess.Popen(
+            [sys.executable, str(REPO / argv[1]), *argv[2:]],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     for name, proc in running.items():
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, (name, err)
-        assert err.strip() == f"{name}: error: params.yaml: loss.vgg_wieght: unknown parameter; did you mean loss.vgg_weight?", name
+        assert (
+            err.strip()
+            == f"{name}: error: params.yaml: loss.vgg_wieght: unknown parameter; did you mean loss.vgg_weight?"
+        ), name
     assert _tree(tmp_path) == before
 
 
@@ -123,7 +154,9 @@ _IMPORTED = """
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("stage", sys.argv[1])
 spec.loader.exec_module(importlib.util.module_from_spec(spec))  # imports only: main() runs under __main__
-print(json.dumps(sorted(m.__file__ for name, m in sys.modules.items() if name.split(".")[0] == "srlab" and getattr(m, "__file__", None))))
+ours = [m for name, m in sys.modules.items() if name.split(".")[0] == "srlab"]
+loaded = [m.__file__ for m in ours if getattr(m, "__file__", None)]
+print(json.dumps(sorted(loaded)))
 """
 
 
@@ -135,8 +168,16 @@ def test_every_stage_depends_on_the_srlab_code_it_imports():
     import sys
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    running = {name: subprocess.Popen([sys.executable, "-c", _IMPORTED, str(REPO / "stages" / f"{name}.py")], cwd=REPO,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in stages}
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", _IMPORTED, str(REPO / "stages" / f"{name}.py")],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in stages
+    }
     for name, proc in running.items():
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -145,7 +186,9 @@ def test_every_stage_depends_on_the_srlab_code_it_imports():
             path = Path(module).resolve()
             if path.relative_to(REPO / "src" / "srlab").as_posix() in _CANNOT_CHANGE_OUTPUTS:
                 continue
-            assert any(path == dep or dep in path.parents for dep in deps), f"stage {name}: dvc.yaml lacks {path.relative_to(REPO)}"
+            assert any(path == dep or dep in path.parents for dep in deps), (
+                f"stage {name}: dvc.yaml lacks {path.relative_to(REPO)}"
+            )
 
 
 def test_a_bare_off_reads_as_off_though_yaml_1_1_makes_it_false():

@@ -10,10 +10,11 @@ import pytest
 from PIL import Image
 
 from srlab.data import store
-from srlab.data.degrade import KERNELS, downscale, mod_crop
+from srlab.data.degrade import downscale, mod_crop
 from srlab.data.patches import Cutting, Degradation, check_room, crop_pairs, cut_pairs, prepare_split
 from srlab.errors import SrlabError
 from srlab.fileio import file_md5
+from srlab.params import DEGRADATIONS
 
 
 def _photos(folder, photo, count=4):
@@ -82,7 +83,11 @@ def test_an_array_file_filled_out_of_order_and_closed_up_is_a_plain_npy_file(tmp
     f.move(7007, 7000, 1995)  # the rows of a photo that turned out unusable (block 1000) closed up
     entry = f.finish(8995)
     back = np.load(tmp_path / "a.npy")
-    assert back.shape == (8995, 2, 3) and entry["shape"] == [8995, 2, 3] and entry["bytes"] == (tmp_path / "a.npy").stat().st_size
+    assert (
+        back.shape == (8995, 2, 3)
+        and entry["shape"] == [8995, 2, 3]
+        and entry["bytes"] == (tmp_path / "a.npy").stat().st_size
+    )
     assert back[6999, 0, 0] == 999 and back[7000, 0, 0] == 1001 and back[-1, 0, 0] == 1285
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]  # no partial file left
     assert len(store.npy_header((10**15, 480, 480, 3), np.uint8)) == store.HEADER_BYTES
@@ -146,7 +151,9 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path, photo
     real_write = store.ArrayFile.write
     monkeypatch.setattr(store.ArrayFile, "write", write_until_full)
     cutting = Cutting(2, 64, Degradation("bicubic"), count=300)  # 3 x 300 pairs of 15,368 bytes
-    with pytest.raises(store.DiskFull, match=r"out: the disk is full \(No space left on device\); the store needs about 0.01 GB"):
+    with pytest.raises(
+        store.DiskFull, match=r"out: the disk is full \(No space left on device\); the store needs about 0.01 GB"
+    ):
         prepare_split(paths, tmp_path / "out", "train", cutting, 0)
     assert list((tmp_path / "out").iterdir()) == []  # neither the arrays nor their partial files
 
@@ -184,7 +191,7 @@ def test_mixed_draws_one_kernel_per_patch(photo):
     hr_full = mod_crop(photo, 3)
     found = set()
     for hr, lr in zip(pairs.hr, pairs.lr):
-        for kernel in KERNELS:
+        for kernel in DEGRADATIONS:
             at = _locate(downscale(hr_full, 3, kernel, 1.0), lr)
             if at and np.array_equal(hr_full[3 * at[0] : 3 * at[0] + 24, 3 * at[1] : 3 * at[1] + 24], hr):
                 found.add(kernel)
@@ -195,7 +202,7 @@ def test_mixed_draws_one_kernel_per_patch(photo):
 
 
 def test_sunhays80_prepares_to_the_same_bytes_with_one_and_two_workers(mirror, tmp_path):
-    """The real training photos at the default patch settings (issue #4: byte-identical reruns)."""
+    """The real training photos at the default patch settings (a re-run must give the same bytes)."""
     from srlab.data.images import is_image_file
 
     if not (mirror / "SunHays80").is_dir():  # a mirror of the downloaded test sets alone (GitHub CI)

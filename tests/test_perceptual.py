@@ -6,7 +6,7 @@ from torch import nn
 
 import srlab.backbones as backbones
 from srlab.errors import SrlabError
-from srlab.losses import SRLoss, build_perceptual, build_terms
+from srlab.losses import SRLoss, build_terms, build_vgg16_loss
 from srlab.losses.perceptual import RELU_INDEX, VGGPerceptualLoss
 from srlab.params import LayerWeights, LossParams
 
@@ -50,7 +50,7 @@ def test_inputs_are_imagenet_normalised(features):
 
 
 def test_vgg_is_frozen_and_gradients_reach_the_output(features):
-    loss = build_perceptual("random", 0, LayerWeights())
+    loss = build_vgg16_loss("random", 0, LayerWeights())
     assert not any(p.requires_grad for p in loss.parameters())
     assert not loss.trunk.training
     out = torch.rand(1, 3, 16, 16, requires_grad=True)
@@ -69,7 +69,7 @@ def test_random_backbone_is_seeded_and_leaves_training_rng_alone():
 
 
 def test_total_loss_is_mse_plus_weighted_perceptual():
-    perceptual = build_perceptual("random", 0, LayerWeights())
+    perceptual = build_vgg16_loss("random", 0, LayerWeights())
     out, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     weights = LossParams(vgg_weight=0.3).perceptual_weights()
     total, terms = SRLoss(build_terms(LossParams(), weights, 0, perceptual), weights)(out, target)
@@ -82,9 +82,16 @@ def test_total_loss_is_mse_plus_weighted_perceptual():
 def test_every_term_is_built_logged_and_weighted():
     from srlab.models import build_discriminator
 
-    perceptual = build_perceptual("random", 0, LayerWeights())
-    loss = LossParams(mse_weight=1, l1_weight=0.5, ssim_weight=0.2, vgg_weight=0.1, vgg19_weight=0.01,
-                      resnet_weight=0.02, adversarial_weight=1e-3)
+    perceptual = build_vgg16_loss("random", 0, LayerWeights())
+    loss = LossParams(
+        mse_weight=1,
+        l1_weight=0.5,
+        ssim_weight=0.2,
+        vgg_weight=0.1,
+        vgg19_weight=0.01,
+        resnet_weight=0.02,
+        adversarial_weight=1e-3,
+    )
     weights = loss.perceptual_weights()
     objective = SRLoss(build_terms(loss, weights, 0, perceptual, build_discriminator()), weights)
     out = torch.rand(2, 3, 32, 32, requires_grad=True)
@@ -97,14 +104,22 @@ def test_every_term_is_built_logged_and_weighted():
 
 
 def test_ssim_loss_is_zero_for_identical_images_and_agrees_with_the_metric(photo):
-    from srlab.losses.content import SSIMLoss
     from skimage.metrics import structural_similarity
+
+    from srlab.losses.content import SSIMLoss
 
     x = torch.tensor(photo).permute(2, 0, 1)[None].float() / 255
     assert float(SSIMLoss()(x, x)) == pytest.approx(0.0, abs=1e-6)
     noisy = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
-    reference = structural_similarity(noisy[0].permute(1, 2, 0).numpy(), x[0].permute(1, 2, 0).numpy(), channel_axis=-1,
-                                      data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    reference = structural_similarity(
+        noisy[0].permute(1, 2, 0).numpy(),
+        x[0].permute(1, 2, 0).numpy(),
+        channel_axis=-1,
+        data_range=1.0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
     assert 1 - float(SSIMLoss()(noisy, x)) == pytest.approx(reference, abs=2e-3)  # skimage pads, we do not
 
 
@@ -140,15 +155,25 @@ def test_imagenet_weights_are_used_only_with_the_published_hash_and_provenance_r
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path / "mirror"))
     spec = backbones.BACKBONES["vgg16"]
-    places = {"mirror": tmp_path / "mirror" / spec.filename, "hub": tmp_path / "torch" / "hub" / "checkpoints" / spec.filename}
-    for where, path in places.items():
+    places = {
+        "mirror": tmp_path / "mirror" / spec.filename,
+        "hub": tmp_path / "torch" / "hub" / "checkpoints" / spec.filename,
+    }
+    for path in places.values():
         torch.save(torchvision_vgg_state(), path)  # random weights under the ImageNet name
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         with pytest.raises(SrlabError) as err:
             backbones.vgg16_features("imagenet", seed=0)
         line = str(err.value)
-        assert "\n" not in line and spec.filename in line and f"sha256 {digest[:8]}" in line and "expected 397923af" in line
-        monkeypatch.setattr(backbones.Backbone, "sha256_prefix", property(lambda self, d=digest: d[:8]))  # now it is "published"
+        assert (
+            "\n" not in line
+            and spec.filename in line
+            and f"sha256 {digest[:8]}" in line
+            and "expected 397923af" in line
+        )
+        monkeypatch.setattr(
+            backbones.Backbone, "sha256_prefix", property(lambda self, d=digest: d[:8])
+        )  # now it is "published"
         assert isinstance(backbones.vgg16_features("imagenet", seed=0), nn.Sequential)
         assert backbones.describe_vgg("imagenet", 0) == f"vgg16 imagenet1k_v1 (torchvision, sha256 {digest})"
         monkeypatch.undo()
@@ -167,7 +192,7 @@ def torchvision_vgg_state():
 
 
 def test_backbone_stays_in_eval_mode_when_the_loss_is_put_in_train_mode():
-    loss = build_perceptual("random", 0, LayerWeights()).train()
+    loss = build_vgg16_loss("random", 0, LayerWeights()).train()
     assert not loss.trunk.training
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import copy_project, mirror_or_skip
-from srlab import checkpoint
 from conftest import run_ok as _run
+
+from srlab import checkpoint
 
 TINY = {
     "data": {"hr_size": 32, "patches_per_image": 8},
@@ -49,8 +49,14 @@ def test_repro_then_vgg_weight_experiment_reruns_only_what_depends_on_it(project
     repo, env = project
     first = _run("dvc repro", repo, env)
     assert _stages_run(first.stdout) == {"download", "prepare", "train_mse", "train_perceptual", "evaluate", "plots"}
-    for out in ("reports/metrics.json", "reports/per_image.csv", "reports/curves_mse.png",
-                "reports/curves_perceptual.png", "reports/figures/Set5/baby.png", "models/perceptual.safetensors"):
+    for out in (
+        "reports/metrics.json",
+        "reports/per_image.csv",
+        "reports/curves_mse.png",
+        "reports/curves_perceptual.png",
+        "reports/figures/Set5/baby.png",
+        "models/perceptual.safetensors",
+    ):
         assert (repo / out).is_file(), out
     _run("git add -A && git commit -qm baseline", repo, env)
 
@@ -82,9 +88,15 @@ def _y_ssim(sr, hr, border: int) -> float:
     from skimage.metrics import structural_similarity
 
     def y(rgb):
-        return (16.0 + rgb.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255.0)[border:-border, border:-border]
+        return (16.0 + rgb.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255.0)[
+            border:-border, border:-border
+        ]
 
-    return float(structural_similarity(y(sr), y(hr), gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255))
+    return float(
+        structural_similarity(
+            y(sr), y(hr), gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+        )
+    )
 
 
 @pytest.mark.slow
@@ -143,7 +155,12 @@ def test_push_clone_pull_then_a_forced_rerun_gives_the_same_bytes(project, tmp_p
     _run("dvc pull", clone, env)
     assert json.loads(_run("dvc status --json", clone, env).stdout) == {}
     assert _stages_run(_run("dvc repro", clone, env).stdout) == set()
-    for out in ("reports/metrics.json", "models/mse.safetensors", "data/patches/train_hr.npy", "reports/figures/Set5/baby.png"):
+    for out in (
+        "reports/metrics.json",
+        "models/mse.safetensors",
+        "data/patches/train_hr.npy",
+        "reports/figures/Set5/baby.png",
+    ):
         assert (clone / out).read_bytes() == (repo / out).read_bytes(), out
 
     # train and score again from scratch on this "machine": the same seed gives the same bytes (that
@@ -169,14 +186,23 @@ def test_queued_sweep_then_compare_and_plots_diff(project, tmp_path):
     table = (repo / "reports/compare/experiments.md").read_text()
     assert "| vgg_weight" not in table and "loss.vgg_weight" in table  # the varied param is a column
     rows = [line for line in table.splitlines() if line.startswith("| ") and "experiment" not in line]
-    assert {row.split(" | ")[1] for row in rows} >= {"0.0", "1.0"} or {row.split(" | ")[1] for row in rows} >= {"0", "1"}
+    assert {row.split(" | ")[1] for row in rows} >= {"0.0", "1.0"} or {row.split(" | ")[1] for row in rows} >= {
+        "0",
+        "1",
+    }
     assert (repo / "reports/compare/perception_distortion.png").stat().st_size > 10_000
     assert "experiments ->" in compared.stdout
 
     html_dir = tmp_path / "plots"
     _run(f"dvc plots diff {names[0]} {names[1]} -o {html_dir}", repo, env)
     html = (html_dir / "index.html").read_text()
-    for shown_plot in ("MSE loss", "Perceptual loss", "curves_mse.png", "curves_perceptual.png", "figures/Set5/baby.png"):
+    for shown_plot in (
+        "MSE loss",
+        "Perceptual loss",
+        "curves_mse.png",
+        "curves_perceptual.png",
+        "figures/Set5/baby.png",
+    ):
         assert shown_plot in html, shown_plot
     assert names[0] in html and names[1] in html
 
@@ -240,8 +266,10 @@ def test_dvc_sees_a_folder_source_by_content(tmp_path, photo):
     photos.mkdir()
     for i in range(4):
         Image.fromarray(photo[:, i * 4 :] if i % 2 else photo[i * 4 :]).save(photos / f"{i}.png")
-    params = _deep_update(yaml.safe_load((repo / "params.yaml").read_text()),
-                          {**TINY, "data": {**TINY["data"], "train_source": "folder", "train_dir": str(photos)}})
+    params = _deep_update(
+        yaml.safe_load((repo / "params.yaml").read_text()),
+        {**TINY, "data": {**TINY["data"], "train_source": "folder", "train_dir": str(photos)}},
+    )
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert _stages_run(_run("dvc repro prepare", repo, env).stdout) == {"download", "prepare"}
     assert "up to date" in _run("dvc status --with-deps prepare", repo, env).stdout
@@ -257,4 +285,9 @@ def test_dvc_sees_a_folder_source_by_content(tmp_path, photo):
     status_names_download_alone(lambda: Image.fromarray(photo[:, ::-1]).save(photos / "added.png"))
     status_names_download_alone(lambda: (photos / "0.png").unlink())
     manifest = json.loads((repo / "data" / "raw" / "manifest.json").read_text())
-    assert sorted(n.split("_", 1)[1] for n in manifest["train"] + manifest["val"]) == ["1.png", "2.png", "3.png", "added.png"]
+    assert sorted(n.split("_", 1)[1] for n in manifest["train"] + manifest["val"]) == [
+        "1.png",
+        "2.png",
+        "3.png",
+        "added.png",
+    ]

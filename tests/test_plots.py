@@ -38,7 +38,13 @@ def test_the_loss_curves_keep_their_labels_inside_the_picture(tmp_path):
         for split in ("train", "val"):
             folder = tmp_path / run / "plots" / "metrics" / split
             folder.mkdir(parents=True)
-            pd.DataFrame({"step": [1, 2, 3], "l_mse": [3e-3, 2e-3, 1e-3]}).to_csv(folder / "l_mse.tsv", sep="\t", index=False)
-    loss_curves({"srcnn_mse": tmp_path / "mse", "srcnn_perceptual": tmp_path / "perceptual"}, "l_mse", tmp_path / "curves.png",
-                "vgg16 random init (seed 0), not ImageNet-trained")
+            pd.DataFrame({"step": [1, 2, 3], "l_mse": [3e-3, 2e-3, 1e-3]}).to_csv(
+                folder / "l_mse.tsv", sep="\t", index=False
+            )
+    loss_curves(
+        {"srcnn_mse": tmp_path / "mse", "srcnn_perceptual": tmp_path / "perceptual"},
+        "l_mse",
+        tmp_path / "curves.png",
+        "vgg16 random init (seed 0), not ImageNet-trained",
+    )
     assert _margins_are_blank(tmp_path / "curves.png")

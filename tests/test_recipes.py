@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO, copy_project, mirror_or_skip, run_ok
 from PIL import Image
 
-from conftest import REPO, copy_project, mirror_or_skip, run_ok
 from srlab.cli import main
 from srlab.params import Params, parse_params
 from srlab.recipes import load_recipe, names
@@ -74,7 +74,12 @@ def test_srgan_recipe_is_the_srresnet_srgan_note():
 
 def test_johnson_recipe_is_the_perceptual_losses_note():
     p = _recipe_params("johnson")
-    assert (p.data.train_source, p.data.hr_size, p.data.degradation, p.data.blur_sigma) == ("div2k", 288, "gaussian", 1.0)
+    assert (p.data.train_source, p.data.hr_size, p.data.degradation, p.data.blur_sigma) == (
+        "div2k",
+        288,
+        "gaussian",
+        1.0,
+    )
     assert (p.model.name, p.data.scale, p.train.lr, p.train.batch_size) == ("johnson", 4, 1e-3, 4)
     assert {k: w for k, w in p.loss.perceptual_weights().items() if w > 0} == {"perceptual": 1.0}
     assert p.loss.vgg_layers.nonzero() == {"relu2_2": 1.0} and p.train.perceptual_init == "scratch"
@@ -113,9 +118,19 @@ def test_a_bad_recipe_is_one_line_and_params_yaml_is_untouched(tmp_path, capsys)
 # -- end to end ------------------------------------------------------------------------------------
 
 # only sizes, epochs, the device and the offline backbones change; each recipe's data source stays
-SHRINK = ["train.epochs=1", "train.perceptual_epochs=1", "train.device=cpu", "data.train_images=4", "data.val_images=2",
-          "data.patches_per_image=4", "eval.sets=[Set5]", "eval.lpips=off", "plots.crop=64",
-          "loss.vgg_init=random", "loss.vgg19_init=random"]
+SHRINK = [
+    "train.epochs=1",
+    "train.perceptual_epochs=1",
+    "train.device=cpu",
+    "data.train_images=4",
+    "data.val_images=2",
+    "data.patches_per_image=4",
+    "eval.sets=[Set5]",
+    "eval.lpips=off",
+    "plots.crop=64",
+    "loss.vgg_init=random",
+    "loss.vgg19_init=random",
+]
 TINY = {
     "assignment": ["data.hr_size=32", "train.batch_size=8"],
     "srcnn-cli": ["train.batch_size=8", "train.epochs=2", "train.save_every=1"],  # data.train_dir: below
@@ -142,8 +157,12 @@ def note_mirror(tmp_path_factory):
     mirror = tmp_path_factory.mktemp("mirror")
     for name in ("Set5", "Set14"):
         (mirror / name).symlink_to(real / name)
-    layouts = {"VOC2011": (".jpg", (500, 375), 8), "DIV2K_train_HR": (".png", (408, 272), 6),
-               "DIV2K_valid_HR": (".png", (408, 272), 3), "T91": (".png", (120, 90), 6)}
+    layouts = {
+        "VOC2011": (".jpg", (500, 375), 8),
+        "DIV2K_train_HR": (".png", (408, 272), 6),
+        "DIV2K_valid_HR": (".png", (408, 272), 3),
+        "T91": (".png", (120, 90), 6),
+    }
     for folder, (suffix, size, count) in layouts.items():
         (mirror / folder).mkdir()
         for i, photo in enumerate(_photos(real, count, size)):
@@ -175,7 +194,9 @@ def test_each_recipe_runs_end_to_end_with_its_one_command(name, note_mirror, tmp
     if name == "srgan":  # the note's scores, both models' best and last checkpoints, the discriminator's loss
         assert "rgb_psnr" in metrics["Set5"][f"{model}_perceptual"]
         for stage in ("mse", "perceptual"):
-            assert {"best_psnr.pt", "best_ssim.pt", "last.pt"} <= {f.name for f in (repo / "checkpoints" / stage).iterdir()}
+            assert {"best_psnr.pt", "best_ssim.pt", "last.pt"} <= {
+                f.name for f in (repo / "checkpoints" / stage).iterdir()
+            }
         assert (repo / "reports/train/perceptual/plots/metrics/train/discriminator.tsv").is_file()
     if name == "srcnn-cli":
         assert (repo / "checkpoints/mse/epoch_0001.pt").is_file() and (repo / "checkpoints/mse/epoch_0002.pt").is_file()

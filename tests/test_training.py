@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 import torch
-
 from conftest import cli, train_params_file
+
 from srlab import checkpoint
 from srlab.data.patches import Degradation, crop_pairs
 from srlab.data.store import save_pairs
@@ -18,8 +18,15 @@ from srlab.training import TrainJob, train
 
 def _job(tmp_path, patches, run: str, loss: dict | None = None, **params) -> TrainJob:
     p = parse_params({"train": {"batch_size": 8, "device": "cpu", **params}, "loss": loss or {}})
-    return TrainJob(name="t", params=p, weights={"mse": 1.0, "perceptual": 0.5}, epochs=p.train.epochs, patches=patches,
-                    model_out=tmp_path / run / "model.pt", checkpoint_dir=tmp_path / run / "ckpt")
+    return TrainJob(
+        name="t",
+        params=p,
+        weights={"mse": 1.0, "perceptual": 0.5},
+        epochs=p.train.epochs,
+        patches=patches,
+        model_out=tmp_path / run / "model.pt",
+        checkpoint_dir=tmp_path / run / "ckpt",
+    )
 
 
 def _weights(path):
@@ -32,11 +39,16 @@ def test_same_seed_gives_identical_weights_and_curves(tmp_path, patches):
     b = train(_job(tmp_path, patches, "b", epochs=2))
     assert a["history"] == b["history"] == logged
     assert set(logged[0]) == {"epoch", "train/loss", "train/objective_l_mse", "train/objective_l_perceptual"} | {
-        f"{split}/{k}" for split in ("train", "val") for k in ("l_mse", "l_perceptual", "psnr", "ssim")}
+        f"{split}/{k}" for split in ("train", "val") for k in ("l_mse", "l_perceptual", "psnr", "ssim")
+    }
     for key, value in _weights(tmp_path / "a" / "model.pt").items():
         assert torch.equal(value, _weights(tmp_path / "b" / "model.pt")[key])
-    other = train(dataclasses.replace(_job(tmp_path, patches, "c", epochs=2), params=parse_params(
-        {"seed": 1, "train": {"batch_size": 8, "device": "cpu", "epochs": 2}})))
+    other = train(
+        dataclasses.replace(
+            _job(tmp_path, patches, "c", epochs=2),
+            params=parse_params({"seed": 1, "train": {"batch_size": 8, "device": "cpu", "epochs": 2}}),
+        )
+    )
     assert other["history"] != a["history"]  # another seed: other initial weights, batches and flips
 
 
@@ -77,9 +89,12 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, patches, monkeypa
 
 
 @pytest.mark.parametrize("change", ["nothing", "params", "code", "data", "weights"])
-def test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data(tmp_path, patches, photo, rng, monkeypatch, change):
-    import srlab.training as training
+def test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data(
+    tmp_path, patches, photo, rng, monkeypatch, change
+):
     from torchvision.models import vgg16
+
+    import srlab.training as training
 
     weights = tmp_path / "vgg16.pth"  # loss.vgg_init as a path: the file's content counts, not its name
     torch.save(vgg16(weights=None).state_dict(), weights)
@@ -132,13 +147,13 @@ def test_batch_larger_than_the_data_is_a_parameter_error(tmp_path, patches):
 def test_epoch_samples_draws_a_new_random_subset_of_the_pairs_each_epoch(tmp_path, patches, monkeypatch):
     from srlab.data import loader
 
-    seen, batches = [], loader.PatchStore.batches
+    seen, batches = [], loader.BatchLoader.batches
 
     def record(self, indices):
         seen.append(torch.cat(indices).tolist())
         return batches(self, indices)
 
-    monkeypatch.setattr(loader.PatchStore, "batches", record)
+    monkeypatch.setattr(loader.BatchLoader, "batches", record)
     train(_job(tmp_path, patches, "x", epochs=3, epoch_samples=16))  # of 24 pairs, batches of 8
     assert [len(epoch) for epoch in seen] == [16, 16, 16]
     assert all(len(set(epoch)) == 16 and set(epoch) <= set(range(24)) for epoch in seen)
@@ -224,9 +239,13 @@ def test_sigkill_mid_epoch_and_inside_every_kind_of_save_then_rerun_gives_the_sa
     killed, ckpt = tmp_path / "killed", tmp_path / "killed" / "ckpt"
 
     def start(run, die_in=""):
-        return subprocess.Popen([sys.executable, str(driver), str(patches), str(tmp_path / run), str(epochs)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "DIE_IN": die_in})
+        return subprocess.Popen(
+            [sys.executable, str(driver), str(patches), str(tmp_path / run), str(epochs)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "DIE_IN": die_in},
+        )
 
     assert start("straight").wait(timeout=300) == 0
     proc = start("killed")
@@ -311,15 +330,32 @@ def test_ctrl_c_at_any_of_the_first_lock_releases_of_an_epoch_exits_130(tmp_path
 
     def interrupt_at(nth: int) -> str:
         run = tmp_path / f"run{nth}"
-        cmd = [sys.executable, str(driver), str(REPO / "stages" / "train_mse.py"), "--params",
-               str(train_params_file(tmp_path, epochs=3)), "--patches", str(patches), "--out", str(run / "mse.pt"),
-               "--live", str(run / "live"), "--checkpoints", str(run / "ckpt")]
+        cmd = [
+            sys.executable,
+            str(driver),
+            str(REPO / "stages" / "train_mse.py"),
+            "--params",
+            str(train_params_file(tmp_path, epochs=3)),
+            "--patches",
+            str(patches),
+            "--out",
+            str(run / "mse.pt"),
+            "--live",
+            str(run / "live"),
+            "--checkpoints",
+            str(run / "ckpt"),
+        ]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "CTRL_C_AT": str(nth)})
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "CTRL_C_AT": str(nth)}
+            )
         except subprocess.TimeoutExpired:
             return f"Ctrl-C at lock release {nth}: the stage was still running 120 s later"
         last = (done.stderr.strip().splitlines() or [""])[-1]
-        if done.returncode != 130 or last != "train_mse: interrupted; completed checkpoints are kept and the run can resume":
+        if (
+            done.returncode != 130
+            or last != "train_mse: interrupted; completed checkpoints are kept and the run can resume"
+        ):
             return f"Ctrl-C at lock release {nth}: exit {done.returncode}, {last!r}"
         return ""
 
@@ -340,8 +376,20 @@ def test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes(
     from conftest import REPO
 
     params = train_params_file(tmp_path, epochs=200)
-    cmd = [sys.executable, str(REPO / "stages" / "train_mse.py"), "--params", str(params), "--patches", str(patches),
-           "--out", str(tmp_path / "mse.pt"), "--live", str(tmp_path / "live"), "--checkpoints", str(tmp_path / "ckpt")]
+    cmd = [
+        sys.executable,
+        str(REPO / "stages" / "train_mse.py"),
+        "--params",
+        str(params),
+        "--patches",
+        str(patches),
+        "--out",
+        str(tmp_path / "mse.pt"),
+        "--live",
+        str(tmp_path / "live"),
+        "--checkpoints",
+        str(tmp_path / "ckpt"),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 900  # a safety net, not a timing: the event waited for is the first checkpoint
     while not (tmp_path / "ckpt" / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -350,12 +398,19 @@ def test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes(
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "train_mse: interrupted; completed checkpoints are kept and the run can resume"
+    assert (
+        err.strip().splitlines()[-1] == "train_mse: interrupted; completed checkpoints are kept and the run can resume"
+    )
     assert "Traceback" not in err and not (tmp_path / "mse.pt").exists()
     done = checkpoint.load(tmp_path / "ckpt" / "last.pt")["meta"]["epoch"]
     assert 1 <= done < 200
-    rerun = subprocess.run([*cmd[:3], str(train_params_file(tmp_path, epochs=done + 1)), *cmd[4:]],
-                           capture_output=True, text=True, timeout=300, env=os.environ)
+    rerun = subprocess.run(
+        [*cmd[:3], str(train_params_file(tmp_path, epochs=done + 1)), *cmd[4:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming from {tmp_path / 'ckpt' / 'last.pt'} after epoch {done}" in rerun.stdout
 
@@ -390,10 +445,23 @@ def test_cli_resume_with_other_model_or_data_params_is_refused_in_one_line(tmp_p
 
 def test_srgan_trains_its_discriminator_and_resumes_it_exactly(tmp_path, patches):
     def job(run, epochs):
-        p = parse_params({"model": {"name": "srresnet"}, "loss": {"adversarial_weight": 1e-3},
-                          "train": {"batch_size": 8, "device": "cpu", "perceptual_epochs": epochs}})
-        return TrainJob(name="g", params=p, weights=p.loss.perceptual_weights(), epochs=epochs, patches=patches, stage="perceptual",
-                        model_out=tmp_path / run / "model.pt", checkpoint_dir=tmp_path / run / "ckpt")
+        p = parse_params(
+            {
+                "model": {"name": "srresnet"},
+                "loss": {"adversarial_weight": 1e-3},
+                "train": {"batch_size": 8, "device": "cpu", "perceptual_epochs": epochs},
+            }
+        )
+        return TrainJob(
+            name="g",
+            params=p,
+            weights=p.loss.second_stage_weights(),
+            epochs=epochs,
+            patches=patches,
+            stage="perceptual",
+            model_out=tmp_path / run / "model.pt",
+            checkpoint_dir=tmp_path / run / "ckpt",
+        )
 
     meta = train(job("straight", 2))
     assert "train/objective_l_adversarial" in meta["history"][0]
@@ -418,7 +486,9 @@ def test_learning_rate_warms_up_linearly_then_holds_or_follows_a_cosine_to_zero(
     from srlab.training import learning_rate
 
     constant = parse_params({"train": {"lr": 1e-3, "warmup_steps": 4}}).train
-    assert [learning_rate(constant, s, 100) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert [learning_rate(constant, s, 100) for s in range(6)] == pytest.approx(
+        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3]
+    )
     cosine = parse_params({"train": {"lr": 1e-3, "lr_schedule": "cosine", "warmup_steps": 10}}).train
     rates = [learning_rate(cosine, s, 110) for s in range(110)]
     assert rates[9] == pytest.approx(1e-3) and rates[10] == pytest.approx(1e-3)  # the peak, where the warm-up ends
@@ -448,7 +518,15 @@ def test_a_cosine_run_interrupted_resumes_exactly_and_is_not_extended(tmp_path, 
     for key, value in _weights(tmp_path / "resumed" / "model.pt").items():
         assert torch.equal(value, straight[key]), key
     # the decay is shaped by the epoch count: a longer run continues, and says it is another run
-    cli("train", "--params", train_params_file(tmp_path, epochs=1, **cosine), "--patches", patches, "--out", tmp_path / "cli")
+    cli(
+        "train",
+        "--params",
+        train_params_file(tmp_path, epochs=1, **cosine),
+        "--patches",
+        patches,
+        "--out",
+        tmp_path / "cli",
+    )
     capsys.readouterr()
     cli("resume", tmp_path / "cli/checkpoints/last.pt", "--set", "train.epochs=2")
     assert "train.epochs 1 -> 2: from here this run differs from an uninterrupted one" in capsys.readouterr().out
@@ -464,10 +542,15 @@ def test_each_stage_derives_its_loss_terms_epochs_and_start(tmp_path):
     warm = TrainJob.for_stage("mse", p, tmp_path, tmp_path / "m.pt", tmp_path / "c", init_from=tmp_path / "x.pt")
     assert warm.init_from == tmp_path / "x.pt"  # srlab train --init: a warm start
     assert mse.weights == {"mse": 1.0, "l1": 0.5, "ssim": 0.0}
-    perceptual = TrainJob.for_stage("perceptual", p, tmp_path, tmp_path / "p.pt", tmp_path / "c", init_from=tmp_path / "m.pt")
+    perceptual = TrainJob.for_stage(
+        "perceptual", p, tmp_path, tmp_path / "p.pt", tmp_path / "c", init_from=tmp_path / "m.pt"
+    )
     assert (perceptual.epochs, perceptual.init_from, perceptual.weights["perceptual"]) == (2, tmp_path / "m.pt", 0.3)
     scratch = parse_params({"train": {"perceptual_init": "scratch"}})
-    assert TrainJob.for_stage("perceptual", scratch, tmp_path, tmp_path, tmp_path, init_from=tmp_path / "m.pt").init_from is None
+    assert (
+        TrainJob.for_stage("perceptual", scratch, tmp_path, tmp_path, tmp_path, init_from=tmp_path / "m.pt").init_from
+        is None
+    )
 
 
 def test_truncated_patch_file_is_one_line_naming_the_file(tmp_path, patches):
@@ -475,7 +558,9 @@ def test_truncated_patch_file_is_one_line_naming_the_file(tmp_path, patches):
 
     data = (patches / "val_hr.npy").read_bytes()
     (patches / "val_hr.npy").write_bytes(data[: len(data) // 2])
-    with pytest.raises(SrlabError, match=r"val_hr.npy: unreadable \(.* bytes, .* expected\); run `dvc repro -f prepare`"):
+    with pytest.raises(
+        SrlabError, match=r"val_hr.npy: unreadable \(.* bytes, .* expected\); run `dvc repro -f prepare`"
+    ):
         open_pairs(patches, "val")
 
 
@@ -510,7 +595,13 @@ def _edsr_file(path, scale: int):
 
     torch.manual_seed(scale)
     model = build_model(ModelParams(name="edsr"), scale)
-    checkpoint.save(path, {"model": model.state_dict(), "meta": {"arch": "edsr", "scale": scale, "upsample": "bicubic", "residual": True}})
+    checkpoint.save(
+        path,
+        {
+            "model": model.state_dict(),
+            "meta": {"arch": "edsr", "scale": scale, "upsample": "bicubic", "residual": True},
+        },
+    )
     return model.state_dict()
 
 
@@ -581,11 +672,15 @@ def test_random_crops_cut_each_pair_at_one_aligned_corner():
 def test_each_of_the_8_symmetries_is_drawn_and_turns_lr_and_hr_alike():
     from srlab.data.augment import augment, draw_flips
 
-    lr = torch.randint(0, 256, (1, 3, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)  # random: no symmetry of its own
+    lr = torch.randint(
+        0, 256, (1, 3, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )  # random: no symmetry of its own
     hr = lr.repeat_interleave(3, -1).repeat_interleave(3, -2)  # nearest x3: it commutes with every flip
     codes = torch.arange(8)
     flips = torch.stack([(codes >> bit) & 1 for bit in range(3)]).bool()  # every combination once
-    lr_out, hr_out = augment(lr.expand(8, -1, -1, -1), hr.expand(8, -1, -1, -1), flips, None, 0, 3, torch.contiguous_format)
+    lr_out, hr_out = augment(
+        lr.expand(8, -1, -1, -1), hr.expand(8, -1, -1, -1), flips, None, 0, 3, torch.contiguous_format
+    )
     assert torch.equal(hr_out, lr_out.repeat_interleave(3, -1).repeat_interleave(3, -2))  # each pair turned alike
     # the 8 outputs are the 8 symmetries of the square (4 rotations, each with and without a mirror)
     expected = [torch.rot90(t, k, (-2, -1)) for t in (hr[0], hr[0].transpose(-1, -2)) for k in range(4)]
@@ -608,7 +703,9 @@ def test_training_on_random_crops_is_seeded_and_differs_from_whole_patches(tmp_p
 
 
 def test_a_crop_larger_than_the_prepared_patches_is_one_line(tmp_path, patches):
-    p = parse_params({"data": {"hr_size": 32}, "train": {"batch_size": 8, "device": "cpu", "epochs": 1, "crop_size": 24}})
+    p = parse_params(
+        {"data": {"hr_size": 32}, "train": {"batch_size": 8, "device": "cpu", "epochs": 1, "crop_size": 24}}
+    )
     job = TrainJob.for_stage("mse", p, patches, tmp_path / "m.pt", tmp_path / "c")
     with pytest.raises(SrlabError, match="train.crop_size: 24 is larger than the 16 px patches in"):
         train(job)

@@ -1,7 +1,8 @@
 """The GitHub Actions workflow cannot run here: check its steps' structure, and that CI gates on the committed run."""
 
-import yaml
+import re
 
+import yaml
 from conftest import REPO
 
 
@@ -21,7 +22,9 @@ def test_workflow_runs_the_ci_script_on_pushes_and_pull_requests_with_the_full_h
     assert len(ci) == 1 and "if" not in steps[ci[0]]  # the very same install / test / pipeline / gates, always
     pr_only = [i for i, step in enumerate(steps) if step.get("if") == "github.event_name == 'pull_request'"]
     assert pr_only and min(pr_only) > ci[0]  # the comparison reads what .ci/run made
-    assert any("dvc exp diff" in steps[i].get("run", "") and "srlab compare" in steps[i].get("run", "") for i in pr_only)
+    assert any(
+        "dvc exp diff" in steps[i].get("run", "") and "srlab compare" in steps[i].get("run", "") for i in pr_only
+    )
 
 
 def test_workflow_caches_the_test_sets_where_ci_downloads_them_and_never_fails_on_a_miss():
@@ -52,7 +55,35 @@ def test_ci_script_runs_the_readme_test_command():
 def test_ci_gates_on_the_committed_metrics_and_the_committed_dvc_lock():
     lines = (REPO / ".ci/run").read_text().splitlines()
     metrics_gate = next(line for line in lines if line.startswith("srlab check-metrics"))
-    assert "--against HEAD" in metrics_gate and "--tolerance srcnn_mse=" in metrics_gate and "--tolerance srcnn_perceptual=" in metrics_gate
+    assert (
+        "--against HEAD" in metrics_gate
+        and "--tolerance srcnn_mse=" in metrics_gate
+        and "--tolerance srcnn_perceptual=" in metrics_gate
+    )
     assert "srlab check-lock dvc.lock --against HEAD" in lines
     assert lines.index("time dvc repro") < lines.index("srlab check-lock dvc.lock --against HEAD")
     assert "set -euo pipefail" in lines  # any failing gate fails CI
+
+
+def test_ci_lints_with_the_pinned_ruff_before_the_tests():
+    lines = (REPO / ".ci/run").read_text().splitlines()
+    assert lines.index("ruff check .") < lines.index("python -m pytest -q")
+    assert lines.index("ruff format --check .") < lines.index("python -m pytest -q")
+    dev = next(line for line in (REPO / "pyproject.toml").read_text().splitlines() if line.startswith("dev = "))
+    assert re.search(r'"ruff==[\d.]+"', dev)  # exact: a new ruff must not fail an unchanged commit
+
+
+def test_the_readme_stays_a_quickstart():
+    """What srlab is, the two commands, a picture of a run, the pipeline, the recipes, the common
+    commands, links: within 12 KB, measurements and their history in docs/RESULTS.md."""
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.encode()) <= 12 * 1024
+    order = [
+        "```bash",
+        "## What a run produces",
+        "## The pipeline",
+        "## The design notes",
+        "## Common commands",
+        "## More",
+    ]
+    assert [readme.index(heading) for heading in order] == sorted(readme.index(heading) for heading in order)

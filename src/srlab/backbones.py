@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -75,11 +75,30 @@ def backbone(name: str, init: str, seed: int, param: str = "loss.vgg_init") -> n
     return model
 
 
+def used_by(loss) -> list[tuple[str, str, str]]:
+    """(network, its param, its init) of each backbone the terms of `loss` (LossParams) use: VGG16
+    always (the perceptual term, and every run's curves), VGG19 and ResNet18 when weighted."""
+    wanted = (
+        ("vgg16", "loss.vgg_init", loss.vgg_init, True),
+        ("vgg19", "loss.vgg19_init", loss.vgg19_init, loss.vgg19_weight > 0),
+        ("resnet18", "loss.resnet_init", loss.resnet_init, loss.resnet_weight > 0),
+    )
+    return [(name, param, init) for name, param, init, used in wanted if used]
+
+
+def require_imagenet(loss, seed: int) -> None:
+    """Load each ImageNet backbone `loss` uses once, so that weights which cannot be had (or whose
+    hash is not the published one) stop the download stage, minutes before training needs them."""
+    for name, param, init in used_by(loss):
+        if init == "imagenet":
+            backbone(name, init, seed, param)
+
+
 def vgg16_features(init: str, seed: int) -> nn.Sequential:
     return backbone("vgg16", init, seed).features
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # hashed once per file version and process
     return file_digest(path, "sha256")
 
@@ -95,14 +114,17 @@ def imagenet_file(spec: Backbone) -> tuple[Path | None, str]:
     their variables, not their paths: it goes into metrics, which must not change with the folder."""
     mirror = os.environ.get("SRLAB_DATA_MIRROR")
     places = ([("$SRLAB_DATA_MIRROR", Path(mirror))] if mirror else []) + [
-        ("$TORCH_HOME/hub/checkpoints", Path(torch.hub.get_dir()) / "checkpoints")]
+        ("$TORCH_HOME/hub/checkpoints", Path(torch.hub.get_dir()) / "checkpoints")
+    ]
     for name, place in places:
         path = place / spec.filename
         if path.is_file():
             digest = sha256(path)
             if not digest.startswith(spec.sha256_prefix):
-                return None, (f"{name}/{spec.filename} is not torchvision's ImageNet {spec.build.__name__.upper()} "
-                              f"(sha256 {digest[:8]}..., expected {spec.sha256_prefix}...)")
+                return None, (
+                    f"{name}/{spec.filename} is not torchvision's ImageNet {spec.build.__name__.upper()} "
+                    f"(sha256 {digest[:8]}..., expected {spec.sha256_prefix}...)"
+                )
             return path, ""
     return None, f"no ImageNet weights ({spec.filename} in {' or '.join(name for name, _ in places)})"
 
@@ -128,5 +150,7 @@ def state_from_file(path: Path, name: str, spec: Backbone, param: str) -> dict:
     except Exception as exc:
         raise SrlabError(f"{param}: cannot load {path} as {name} weights ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or spec.first_key not in state:
-        raise SrlabError(f"{param}: {path} is not a torchvision {name.upper() if name.startswith('vgg') else name} state dict")
+        raise SrlabError(
+            f"{param}: {path} is not a torchvision {name.upper() if name.startswith('vgg') else name} state dict"
+        )
     return state

@@ -1,4 +1,5 @@
-"""`srlab bench`: training throughput against its ceiling and against a seeds-style loader.
+"""`srlab bench`: training throughput against its ceiling and against a seeds-style loader (the seeds:
+the design notes' starter scripts, docs/notes.md).
 
 All in one process and one run, so the ratios compare like with like:
   (a) the real training loop (srlab.training.train) on prepared patches, epochs 2..N timed;
@@ -33,8 +34,24 @@ from srlab.models import build_model, flops_per_output_pixel
 from srlab.params import Params, apply_overrides, parse_params
 from srlab.training import TrainJob, autocast_for, optimisation_step, train, uses_bf16
 
-FULL = {"hr_size": 240, "batch": 64, "patches": 4096, "epochs": 3, "photos": 64, "photo_size": (500, 375), "sr_input": (1920, 1080)}
-SMOKE = {"hr_size": 48, "batch": 8, "patches": 256, "epochs": 2, "photos": 8, "photo_size": (160, 120), "sr_input": (240, 135)}
+FULL = {
+    "hr_size": 240,
+    "batch": 64,
+    "patches": 4096,
+    "epochs": 3,
+    "photos": 64,
+    "photo_size": (500, 375),
+    "sr_input": (1920, 1080),
+}
+SMOKE = {
+    "hr_size": 48,
+    "batch": 8,
+    "patches": 256,
+    "epochs": 2,
+    "photos": 8,
+    "photo_size": (160, 120),
+    "sr_input": (240, 135),
+}
 
 
 def _sync(device: torch.device) -> None:
@@ -109,14 +126,17 @@ def ceiling_rate(net, objective, p: Params, device, layout, steps: int, warmup: 
     """(b): images/s of the step on one batch of the run's shape already on the device."""
     batch, hr_size = p.train.batch_size, p.trained_size()
     lr_size = hr_size // p.data.scale
-    fixed = (torch.rand(batch, 3, lr_size, lr_size, device=device), torch.rand(batch, 3, hr_size, hr_size, device=device))
+    fixed = (
+        torch.rand(batch, 3, lr_size, lr_size, device=device),
+        torch.rand(batch, 3, hr_size, hr_size, device=device),
+    )
     return step_rate(net, objective, iter(lambda: fixed, None), steps, warmup, p, device, layout)
 
 
 def training_flops_per_image(p: Params) -> float:
     """FLOPs of one training image: the forward convolutions at the trained HR size, times 3 for the
     backward pass (gradients of inputs and of weights), the usual estimate."""
-    return 3 * flops_per_output_pixel(build_model(p.model, p.data.scale)) * p.trained_size()**2
+    return 3 * flops_per_output_pixel(build_model(p.model, p.data.scale)) * p.trained_size() ** 2
 
 
 def profile_loop(job: TrainJob, device: torch.device, out: Path) -> None:
@@ -148,29 +168,26 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
     layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
     scale, hr_size, batch = p.data.scale, p.data.hr_size, p.train.batch_size
     rng = np.random.default_rng(0)
-    result = {"device": describe_device(device), "torch": torch.__version__, "model": p.model.name, "scale": scale,
-              "hr_size": hr_size, "batch": batch, "precision": "bf16" if uses_bf16(p.train.precision, device) else "fp32",
-              "compile": p.train.compile, "crop_size": p.train.crop_size}
+    result = {
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "model": p.model.name,
+        "scale": scale,
+        "hr_size": hr_size,
+        "batch": batch,
+        "precision": "bf16" if uses_bf16(p.train.precision, device) else "fp32",
+        "compile": p.train.compile,
+        "crop_size": p.train.crop_size,
+    }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        # (a) the real loop: prepared uint8 patches on disk, train() end to end; epoch 1 is warm-up
-        n, lr_size = size["patches"], hr_size // scale
-        hr = rng.integers(0, 256, (n, hr_size, hr_size, 3), dtype=np.uint8)
-        lr = rng.integers(0, 256, (n, lr_size, lr_size, 3), dtype=np.uint8)
-        corners = np.zeros((n, 2), np.int32)
-        save_pairs(tmp / "patches", "train", Pairs(hr, lr, corners))
-        save_pairs(tmp / "patches", "val", Pairs(hr[:batch], lr[:batch], corners[:batch]))
-        ends = []
-        job = TrainJob.for_stage("mse", p, tmp / "patches", tmp / "model.pt", tmp / "ckpt", name="bench")
-        train(job, log=lambda row: (_sync(device), ends.append(time.perf_counter())))
-        steps_per_epoch = n // batch
-        result["a_loop"] = (len(ends) - 1) * steps_per_epoch * batch / (ends[-1] - ends[0])
+        result["a_loop"] = loop_rate(p, device, size["patches"], rng, tmp, profile)
         if profile:
-            profile_loop(job, device, profile)
             result["profile"] = str(profile)
+        steps_per_epoch = size["patches"] // batch
 
         # (b) the ceiling: one batch already on the device, converted and laid out
         model, net, objective = step_under_test(p, device, layout)
@@ -179,8 +196,13 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
 
         # (c) the seeds' way: decode and resize JPEGs in worker processes every step
         photos = _photos(tmp, size["photos"], size["photo_size"], rng)
-        loader = torch.utils.data.DataLoader(SeedsStyleDataset(photos, p.trained_size(), scale, (steps + 5) * batch), batch_size=batch,
-                                             num_workers=workers, pin_memory=device.type == "cuda", shuffle=False)
+        loader = torch.utils.data.DataLoader(
+            SeedsStyleDataset(photos, p.trained_size(), scale, (steps + 5) * batch),
+            batch_size=batch,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            shuffle=False,
+        )
         result["c_seeds_loader"] = step_rate(net, objective, iter(loader), steps, 2, p, device, layout)
 
     result["a_over_b"] = result["a_loop"] / result["b_ceiling"]
@@ -192,8 +214,33 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
     else:
         result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
-    # super-resolve: a full-HD frame (a small one in smoke mode), tiled as the CLI does
-    w, h = size["sr_input"]
+    result["super_resolve_mpix_per_s"] = super_resolve_rate(model, device, size["sr_input"], rng)
+    result["super_resolve_input"] = "{}x{}".format(*size["sr_input"])
+    return result
+
+
+def loop_rate(
+    p: Params, device: torch.device, n: int, rng: np.random.Generator, tmp: Path, profile: Path | None
+) -> float:
+    """(a) the real loop, images/s: `n` prepared uint8 patches on disk, train() end to end; epoch 1 is warm-up."""
+    scale, hr_size, batch = p.data.scale, p.data.hr_size, p.train.batch_size
+    lr_size = hr_size // scale
+    hr = rng.integers(0, 256, (n, hr_size, hr_size, 3), dtype=np.uint8)
+    lr = rng.integers(0, 256, (n, lr_size, lr_size, 3), dtype=np.uint8)
+    corners = np.zeros((n, 2), np.int32)
+    save_pairs(tmp / "patches", "train", Pairs(hr, lr, corners))
+    save_pairs(tmp / "patches", "val", Pairs(hr[:batch], lr[:batch], corners[:batch]))
+    ends = []
+    job = TrainJob.for_stage("mse", p, tmp / "patches", tmp / "model.pt", tmp / "ckpt", name="bench")
+    train(job, log=lambda row: (_sync(device), ends.append(time.perf_counter())))
+    if profile:
+        profile_loop(job, device, profile)
+    return (len(ends) - 1) * (n // batch) * batch / (ends[-1] - ends[0])
+
+
+def super_resolve_rate(model, device: torch.device, size: tuple[int, int], rng: np.random.Generator) -> float:
+    """Megapixels out per second for a frame of `size` (full HD; small in smoke mode), tiled as the CLI does."""
+    w, h = size
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     model.eval()
     super_resolve(model, frame[:64, :64], device)  # warm-up
@@ -201,25 +248,33 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
     start = time.perf_counter()
     out = super_resolve(model, frame, device, tile=256)
     _sync(device)
-    result["super_resolve_mpix_per_s"] = out.shape[0] * out.shape[1] / 1e6 / (time.perf_counter() - start)
-    result["super_resolve_input"] = f"{w}x{h}"
-    return result
+    return out.shape[0] * out.shape[1] / 1e6 / (time.perf_counter() - start)
 
 
 def report(result: dict) -> str:
     crop = f" cropped to {result['crop_size']} px" if result["crop_size"] else ""
-    lines = [f"srlab bench: {result['model']} x{result['scale']}, {result['hr_size']} px HR patches{crop}, batch {result['batch']}, "
-             f"{result['precision']}{', compiled' if result['compile'] else ''}, on {result['device']} (torch {result['torch']})",
-             f"  (a) training loop, end to end  {result['a_loop']:10.1f} img/s",
-             f"  (b) on-device ceiling          {result['b_ceiling']:10.1f} img/s",
-             f"  (c) seeds-style PIL loader     {result['c_seeds_loader']:10.1f} img/s",
-             f"  a/b = {result['a_over_b']:.2f}   a/c = {result['a_over_c']:.2f}",
-             f"  compute: (a) {result['a_tflops']:.3g} TFLOP/s, (b) {result['b_tflops']:.3g} TFLOP/s "
-             "(3 x forward convolution FLOPs per image)"]
+    lines = [
+        f"srlab bench: {result['model']} x{result['scale']}, {result['hr_size']} px HR patches{crop}, "
+        f"batch {result['batch']}, "
+        f"{result['precision']}{', compiled' if result['compile'] else ''}, "
+        f"on {result['device']} (torch {result['torch']})",
+        f"  (a) training loop, end to end  {result['a_loop']:10.1f} img/s",
+        f"  (b) on-device ceiling          {result['b_ceiling']:10.1f} img/s",
+        f"  (c) seeds-style PIL loader     {result['c_seeds_loader']:10.1f} img/s",
+        f"  a/b = {result['a_over_b']:.2f}   a/c = {result['a_over_c']:.2f}",
+        f"  compute: (a) {result['a_tflops']:.3g} TFLOP/s, (b) {result['b_tflops']:.3g} TFLOP/s "
+        "(3 x forward convolution FLOPs per image)",
+    ]
     memory = result.get("peak_memory_gib")
-    lines.append(f"  peak memory {memory:.2f} GiB (CUDA allocated)" if memory is not None
-                 else f"  peak memory {result['peak_rss_gib']:.2f} GiB (process RSS)")
-    lines.append(f"  super-resolve {result['super_resolve_input']} -> x{result['scale']}: {result['super_resolve_mpix_per_s']:.2f} MP/s")
+    lines.append(
+        f"  peak memory {memory:.2f} GiB (CUDA allocated)"
+        if memory is not None
+        else f"  peak memory {result['peak_rss_gib']:.2f} GiB (process RSS)"
+    )
+    lines.append(
+        f"  super-resolve {result['super_resolve_input']} -> x{result['scale']}: "
+        f"{result['super_resolve_mpix_per_s']:.2f} MP/s"
+    )
     if "profile" in result:
         lines.append(f"  operator table of one epoch of (a), profiled: {result['profile']}")
     return "\n".join(lines)

@@ -22,8 +22,16 @@ from srlab.models import MODELS
 from srlab.params import ModelParams
 
 MODEL_FORMAT = "srlab-model/1"
-_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-           torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+_DTYPES = {
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 def save(path: Path, payload: dict) -> None:
@@ -40,8 +48,12 @@ def save_model(path: Path, weights: dict[str, torch.Tensor], meta: dict) -> None
     if path.suffix != ".safetensors":
         save(path, {"model": weights, "meta": meta})
         return
-    header = {"format": MODEL_FORMAT, "arch": str(meta["arch"]), "scale": str(meta["scale"]),
-              "meta": json.dumps(meta, sort_keys=True)}
+    header = {
+        "format": MODEL_FORMAT,
+        "arch": str(meta["arch"]),
+        "scale": str(meta["scale"]),
+        "meta": json.dumps(meta, sort_keys=True),
+    }
     with atomic_path(path) as tmp:
         tmp.write_bytes(safetensors_bytes(weights, header))
 
@@ -56,7 +68,11 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
         if tensor.dtype not in _DTYPES:
             raise ValueError(f"{name}: dtype {tensor.dtype} has no safetensors name here")
         data = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-        header[name] = {"dtype": _DTYPES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {
+            "dtype": _DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
         blobs.append(data)
         offset += len(data)
     text = json.dumps(header, separators=(",", ":")).encode()
@@ -95,7 +111,10 @@ def _load_safetensors(path: Path) -> dict:
             raise ValueError(f"format {header.get('format')!r}, expected {MODEL_FORMAT!r}")
         meta = json.loads(header["meta"])
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
-        raise SrlabError(f"{path}: not a loadable srlab model file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise SrlabError(
+            f"{path}: not a loadable srlab model file "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     return {"model": weights, "meta": meta}
 
 
@@ -110,7 +129,9 @@ def load_model(path: Path, scale: int | None = None) -> tuple[nn.Module, dict]:
         raise SrlabError(f"{path}: trained for x{meta.get('scale')}, but data.scale is {scale}")
     from srlab.models import build_model
 
-    model = build_model(ModelParams(name=meta["arch"], upsample=meta["upsample"], residual=meta["residual"]), meta["scale"])
+    model = build_model(
+        ModelParams(name=meta["arch"], upsample=meta["upsample"], residual=meta["residual"]), meta["scale"]
+    )
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:
@@ -124,8 +145,13 @@ def architecture(meta: dict) -> dict:
     if "arch" in meta or "params" not in meta:
         return meta
     params = meta["params"]
-    return {**meta, "arch": params["model"]["name"], "scale": params["data"]["scale"],
-            "upsample": params["model"]["upsample"], "residual": params["model"]["residual"]}
+    return {
+        **meta,
+        "arch": params["model"]["name"],
+        "scale": params["data"]["scale"],
+        "upsample": params["model"]["upsample"],
+        "residual": params["model"]["residual"],
+    }
 
 
 def initialise_from(model: nn.Module, path: Path, arch: str, scale: int) -> list[str]:

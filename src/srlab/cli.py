@@ -9,15 +9,18 @@ from pathlib import Path
 
 from srlab.entry import run
 from srlab.errors import SrlabError
+from srlab.params import TEST_SETS
 
 
 def check_metrics(args) -> None:
-    from srlab.gate import check, compare, read_metrics, reference_metrics, tolerances
+    from srlab.gate import check, moves, read_metrics, reference_metrics, tolerances
 
     metrics = read_metrics(args.metrics)
     lines, failures = check(metrics, args.set, args.min_gain)
     if args.against:
-        more_lines, more_failures = compare(metrics, reference_metrics(args.against, args.metrics), tolerances(args.tolerance))
+        more_lines, more_failures = moves(
+            metrics, reference_metrics(args.against, args.metrics), tolerances(args.tolerance)
+        )
         lines, failures = lines + more_lines, failures + more_failures
     print("\n".join(lines))
     if failures:
@@ -39,11 +42,16 @@ def check_lock(args) -> None:
     if not args.lock.is_file():
         raise SrlabError(f"{args.lock}: no such file (run `dvc repro` first)")
     lock = parse(args.lock.read_text(), str(args.lock))
-    reference = Path(args.against).read_text() if Path(args.against).is_file() else committed_text(args.against, args.lock)
+    reference = (
+        Path(args.against).read_text() if Path(args.against).is_file() else committed_text(args.against, args.lock)
+    )
     failures = lock_drift(lock, parse(reference, f"{args.against}:{args.lock}"))
     if failures:
-        raise SrlabError(f"{args.lock} differs from {args.against}'s in what made the outputs: " + "; ".join(failures)
-                         + "; the committed metrics are not this code's: run `dvc repro` and commit dvc.lock and reports/")
+        raise SrlabError(
+            f"{args.lock} differs from {args.against}'s in what made the outputs: "
+            + "; ".join(failures)
+            + "; the committed metrics are not this code's: run `dvc repro` and commit dvc.lock and reports/"
+        )
     print(f"check-lock: every stage's command, params and code are those of {args.against}'s {args.lock}")
 
 
@@ -51,7 +59,10 @@ def export(args) -> None:
     from srlab.export import check_onnx, export_onnx
 
     meta = export_onnx(args.model, args.onnx, args.opset)
-    print(f"{args.model} -> {args.onnx}: {meta['arch']} x{meta['scale']}, ONNX opset {args.opset}, dynamic height and width")
+    print(
+        f"{args.model} -> {args.onnx}: {meta['arch']} x{meta['scale']}, ONNX opset {args.opset}, "
+        "dynamic height and width"
+    )
     try:
         diff = check_onnx(args.model, args.onnx)
     except SrlabError as exc:
@@ -74,8 +85,22 @@ def inspect(args) -> None:
     from srlab.params import ModelParams
 
     meta = checkpoint.architecture(checkpoint.load(args.checkpoint)["meta"])
-    for key in ("arch", "scale", "upsample", "residual", "parameters", "epoch", "epochs", "loss_weights", "best",
-                "overrides", "backbone", "device", "torch", "srlab"):
+    for key in (
+        "arch",
+        "scale",
+        "upsample",
+        "residual",
+        "parameters",
+        "epoch",
+        "epochs",
+        "loss_weights",
+        "best",
+        "overrides",
+        "backbone",
+        "device",
+        "torch",
+        "srlab",
+    ):
         if key in meta:
             print(f"{key:>12}: {meta[key]}")
     if meta.get("history"):
@@ -88,8 +113,14 @@ def inspect(args) -> None:
             print(f"  {section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
     if meta.get("arch"):
         print("architecture:")
-        print(build_model(ModelParams(name=meta["arch"], upsample=meta.get("upsample", "bicubic"),
-                                      residual=meta.get("residual", True)), meta["scale"]))
+        print(
+            build_model(
+                ModelParams(
+                    name=meta["arch"], upsample=meta.get("upsample", "bicubic"), residual=meta.get("residual", True)
+                ),
+                meta["scale"],
+            )
+        )
 
 
 def super_resolve(args) -> None:
@@ -99,7 +130,7 @@ def super_resolve(args) -> None:
     from srlab.data.images import UnusableImage, load_rgb, save_png
     from srlab.device import resolve_device
     from srlab.inference import histogram_match, self_ensemble
-    from srlab.inference import super_resolve as upscale
+    from srlab.inference import super_resolve as run_model
 
     if args.tile < 1 or args.overlap < 0:
         raise SrlabError(f"--tile must be at least 1 and --overlap at least 0 (got {args.tile}, {args.overlap})")
@@ -117,7 +148,7 @@ def super_resolve(args) -> None:
         if args.self_ensemble:
             sr = self_ensemble(model, lr, device, tile=args.tile, overlap=args.overlap)
         else:
-            sr = upscale(model, lr, device, tile=args.tile, overlap=args.overlap)
+            sr = run_model(model, lr, device, tile=args.tile, overlap=args.overlap)
         if args.histogram_match:
             sr = histogram_match(sr, lr)
         out = (args.out or path.parent) / f"{path.stem}_x{meta['scale']}.png"
@@ -125,7 +156,7 @@ def super_resolve(args) -> None:
         print(f"{path} -> {out} ({sr.shape[1]}x{sr.shape[0]})")
 
 
-def compare(args) -> None:
+def compare_command(args) -> None:
     import json
 
     from srlab.compare import exp_show, experiments, write_report
@@ -156,7 +187,10 @@ def recipe_command(args) -> None:
     print("\n".join(f"  {line}" for line in changes) or "  (params.yaml already holds it)")
     print(f"recipe {recipe.name}: {len(changes)} params written into {args.params} ({recipe.note})")
     if recipe.name != DEFAULT:
-        print("run it, then the note's other runs (any -S goes on top):\n" + "\n".join(f"  {c}" for c in recipe.run_commands()))
+        print(
+            "run it, then the note's other runs (any -S goes on top):\n"
+            + "\n".join(f"  {c}" for c in recipe.run_commands())
+        )
 
 
 def train_command(args) -> None:
@@ -167,9 +201,19 @@ def train_command(args) -> None:
     p = load_params(args.params, args.set + note_flags(args, args.stage))
     read_index(args.patches)  # one line before the run folder is made, when prepare has not run
     if args.stage == "perceptual" and p.train.perceptual_init == "mse" and not args.init:
-        raise SrlabError("--init MODEL is needed to fine-tune (e.g. models/mse.safetensors), or --set train.perceptual_init=scratch")
+        raise SrlabError(
+            "--init MODEL is needed to fine-tune (e.g. models/mse.safetensors), or --set train.perceptual_init=scratch"
+        )
     out = args.out or Path("runs") / f"{p.model.name}_{args.stage}"
-    job = TrainJob.for_stage(args.stage, p, args.patches, out / "model.safetensors", out / "checkpoints", live=out / "live", init_from=args.init)
+    job = TrainJob.for_stage(
+        args.stage,
+        p,
+        args.patches,
+        out / "model.safetensors",
+        out / "checkpoints",
+        live=out / "live",
+        init_from=args.init,
+    )
     _run_job(job, must_resume=False)
 
 
@@ -181,25 +225,36 @@ def resume_command(args) -> None:
     state = checkpoint.load(args.checkpoint)
     meta = state["meta"]
     if "optimizer" not in state:
-        raise SrlabError(f"{args.checkpoint}: holds weights only (a model file or best_*.pt); resume needs a run's "
-                         "last.pt or epoch_<N>.pt, which keep the optimiser")
+        raise SrlabError(
+            f"{args.checkpoint}: holds weights only (a model file or best_*.pt); resume needs a run's "
+            "last.pt or epoch_<N>.pt, which keep the optimiser"
+        )
     if "job" not in meta or "params" not in meta:
         raise SrlabError(f"{args.checkpoint}: made by an srlab without resume support; re-run its training instead")
     overrides = args.set + note_flags(args, meta["job"]["stage"])
     for key in overrides:
         if not key.strip().startswith("train."):
-            raise SrlabError(f"--set {key}: a resume may change train.* params only; the model, data and loss "
-                             "make another run: train it with `srlab train`")
+            raise SrlabError(
+                f"--set {key}: a resume may change train.* params only; the model, data and loss "
+                "make another run: train it with `srlab train`"
+            )
     params = parse_params(apply_overrides(meta["params"], overrides), source=f"{args.checkpoint} + --set")
     job = job_from_checkpoint(meta, params)
-    _run_job(dataclasses.replace(job, checkpoint_dir=args.checkpoint.parent, resume_from=args.checkpoint), must_resume=True)
+    _run_job(
+        dataclasses.replace(job, checkpoint_dir=args.checkpoint.parent, resume_from=args.checkpoint), must_resume=True
+    )
 
 
 def note_flags(args, stage: str) -> list[str]:
     """The SRCNN note's flags as --set items: --cuda, --lr, --batch-size, --num-epoch, --save-freq."""
     epochs = "train.epochs" if stage == "mse" else "train.perceptual_epochs"
-    flags = {"train.device": "cuda" if args.cuda else None, "train.lr": args.lr, "train.batch_size": args.batch_size,
-             epochs: args.num_epoch, "train.save_every": args.save_freq}
+    flags = {
+        "train.device": "cuda" if args.cuda else None,
+        "train.lr": args.lr,
+        "train.batch_size": args.batch_size,
+        epochs: args.num_epoch,
+        "train.save_every": args.save_freq,
+    }
     return [f"{key}={value}" for key, value in flags.items() if value is not None]
 
 
@@ -221,8 +276,11 @@ def _run_job(job, must_resume: bool) -> None:
     if not is_main_process():  # under torchrun, rank 0 reports
         return
     last = meta["history"][-1]
-    print(f"{job.name}: {meta['epochs']} epochs on {meta['device']}; val PSNR {last['val/psnr']:.2f} dB, "
-          f"best {meta['best']['psnr']:.2f} dB; model {job.model_out}, checkpoints in {job.checkpoint_dir}, curves in {job.live}")
+    print(
+        f"{job.name}: {meta['epochs']} epochs on {meta['device']}; val PSNR {last['val/psnr']:.2f} dB, "
+        f"best {meta['best']['psnr']:.2f} dB; model {job.model_out}, checkpoints in {job.checkpoint_dir}, "
+        f"curves in {job.live}"
+    )
 
 
 def bench_command(args) -> None:
@@ -235,96 +293,167 @@ def bench_command(args) -> None:
         write_text(args.json, to_json(result) + "\n")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="srlab", description="Reproducible super-resolution experiments on DVC.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_gates(commands) -> None:
+    """CI's checks: the metrics against the baselines and the committed run, dvc.lock against the committed one."""
     gate = commands.add_parser("check-metrics", help="fail unless the trained models beat the baselines")
     gate.add_argument("metrics", nargs="?", type=Path, default=Path("reports/metrics.json"))
     gate.add_argument("--set", default="Set5", help="test set to check (default Set5)")
-    gate.add_argument("--min-gain", type=float, default=0.5, help="dB the MSE model must gain over bicubic (default 0.5)")
-    gate.add_argument("--against", metavar="REV_OR_FILE",
-                      help="also compare every PSNR with this metrics file, or with the metrics file as a git revision holds it")
-    gate.add_argument("--tolerance", action="append", metavar="[METHOD=]DB",
-                      help="dB a PSNR may move from --against's: for every method, or for one (repeat it); default 0.05")
+    gate.add_argument(
+        "--min-gain", type=float, default=0.5, help="dB the MSE model must gain over bicubic (default 0.5)"
+    )
+    gate.add_argument(
+        "--against",
+        metavar="REV_OR_FILE",
+        help="also compare every PSNR with this metrics file, or with the metrics file as a git revision holds it",
+    )
+    gate.add_argument(
+        "--tolerance",
+        action="append",
+        metavar="[METHOD=]DB",
+        help="dB a PSNR may move from --against's: for every method, or for one (repeat it); default 0.05",
+    )
     gate.set_defaults(func=check_metrics)
 
-    lock = commands.add_parser("check-lock", help="fail unless dvc.lock's commands, params and code are the committed run's")
+    lock = commands.add_parser(
+        "check-lock", help="fail unless dvc.lock's commands, params and code are the committed run's"
+    )
     lock.add_argument("lock", nargs="?", type=Path, default=Path("dvc.lock"))
-    lock.add_argument("--against", metavar="REV_OR_FILE", default="HEAD",
-                      help="a dvc.lock file, or a git revision whose dvc.lock to compare with (default HEAD)")
+    lock.add_argument(
+        "--against",
+        metavar="REV_OR_FILE",
+        default="HEAD",
+        help="a dvc.lock file, or a git revision whose dvc.lock to compare with (default HEAD)",
+    )
     lock.set_defaults(func=check_lock)
 
+
+def _add_model_tools(commands) -> None:
+    """Using trained models and data outside the pipeline: export, test sets, inspect, super-resolve."""
     ex = commands.add_parser("export", help="write a model file as ONNX (onnxruntime, chaiNNer)")
     ex.add_argument("model", type=Path, help="a model file, e.g. models/mse.safetensors")
     ex.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx", help="the ONNX file to write")
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     ex.set_defaults(func=export)
 
-    dl = commands.add_parser("download-test-sets", help="make a data mirror of the test sets from their official archive")
-    dl.add_argument("folder", type=Path, help="the mirror folder (e.g. ~/.cache/srlab/data); SRLAB_DATA_MIRROR then points here")
-    dl.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=("Set5", "Set14", "B100", "Urban100"))
+    dl = commands.add_parser(
+        "download-test-sets", help="make a data mirror of the test sets from their official archive"
+    )
+    dl.add_argument(
+        "folder", type=Path, help="the mirror folder (e.g. ~/.cache/srlab/data); SRLAB_DATA_MIRROR then points here"
+    )
+    dl.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=TEST_SETS)
     dl.set_defaults(func=download_test_sets)
 
-    show = commands.add_parser("inspect", help="print the hyperparameters and architecture of a model file or any checkpoint")
+    show = commands.add_parser(
+        "inspect", help="print the hyperparameters and architecture of a model file or any checkpoint"
+    )
     show.add_argument("checkpoint", type=Path)
     show.set_defaults(func=inspect)
 
     sr = commands.add_parser("super-resolve", help="upscale images of any size with a trained model")
-    sr.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files (any mode: grey, RGBA, 16-bit...)")
-    sr.add_argument("--checkpoint", type=Path, required=True,
-                    help="a model file (models/mse.safetensors, an older .pt) or a training checkpoint (last.pt, best_psnr.pt, epoch_<N>.pt)")
+    sr.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="image files (any mode: grey, RGBA, 16-bit...)"
+    )
+    sr.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="a model file (models/mse.safetensors, an older .pt) "
+        "or a training checkpoint (last.pt, best_psnr.pt, epoch_<N>.pt)",
+    )
     sr.add_argument("--out", type=Path, help="folder for <name>_x<scale>.png (default: each input's own folder)")
     sr.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sr.add_argument("--tile", type=int, default=256, help="LR tile side; memory grows with its square (default 256)")
     sr.add_argument("--overlap", type=int, default=16, help="LR context around each tile (default 16)")
-    sr.add_argument("--histogram-match", action="store_true", help="match each output's colour histogram to its input's")
-    sr.add_argument("--self-ensemble", action="store_true", help="average the outputs of the 8 flips and rotations (8x slower)")
+    sr.add_argument(
+        "--histogram-match", action="store_true", help="match each output's colour histogram to its input's"
+    )
+    sr.add_argument(
+        "--self-ensemble", action="store_true", help="average the outputs of the 8 flips and rotations (8x slower)"
+    )
     sr.set_defaults(func=super_resolve)
 
+
+def _add_experiment_tools(commands) -> None:
+    """Comparing experiments and switching params.yaml to a design note's recipe."""
     cmp = commands.add_parser("compare", help="perception-distortion picture and table across DVC experiments")
     cmp.add_argument("--out", type=Path, default=Path("reports/compare"), help="folder for the PNG and markdown")
     cmp.add_argument("--all-commits", action="store_true", help="include experiments of every commit, not just HEAD")
     cmp.add_argument("--from-json", type=Path, help="read saved `dvc exp show --json` output instead of running it")
-    cmp.add_argument("--x", choices=("perceptual", "lpips"), default="perceptual",
-                     help="the distance to plot PSNR against: the VGG16 perceptual distance, or LPIPS where it was computed")
-    cmp.set_defaults(func=compare)
+    cmp.add_argument(
+        "--x",
+        choices=("perceptual", "lpips"),
+        default="perceptual",
+        help="the distance to plot PSNR against: the VGG16 perceptual distance, or LPIPS where it was computed",
+    )
+    cmp.set_defaults(func=compare_command)
 
     rc = commands.add_parser("recipe", help="write a design note's params into params.yaml (no NAME: list the recipes)")
-    rc.add_argument("name", nargs="?", help="a recipe of recipes/ (assignment, srcnn-cli, rescnn, srgan, johnson), "
-                    "default (srlab's own params) or a recipe file")
+    rc.add_argument(
+        "name",
+        nargs="?",
+        help="a recipe of recipes/ (assignment, srcnn-cli, rescnn, srgan, johnson), "
+        "default (srlab's own params) or a recipe file",
+    )
     rc.add_argument("--params", type=Path, default=Path("params.yaml"))
     rc.add_argument("--recipes", type=Path, default=Path("recipes"), help="the recipes folder (default recipes/)")
     rc.set_defaults(func=recipe_command)
 
+
+def _add_training(commands) -> None:
+    """Training outside DVC: train, resume, and the throughput benchmark."""
     tr = commands.add_parser("train", help="train outside DVC, with parameter overrides")
     tr.add_argument("--params", type=Path, default=Path("params.yaml"))
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter, e.g. model.name=edsr")
+    tr.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter, e.g. model.name=edsr"
+    )
     tr.add_argument("--stage", choices=("mse", "perceptual"), default="mse", help="pixel terms only, or all loss terms")
     tr.add_argument("--patches", type=Path, default=Path("data/patches"), help="prepared patches (dvc repro prepare)")
-    tr.add_argument("--init", type=Path, help="model file to start from: the MSE model to fine-tune (perceptual stage), "
-                    "or a model of the same arch at any scale, e.g. x2 to start x3 (mse stage)")
+    tr.add_argument(
+        "--init",
+        type=Path,
+        help="model file to start from: the MSE model to fine-tune (perceptual stage), "
+        "or a model of the same arch at any scale, e.g. x2 to start x3 (mse stage)",
+    )
     tr.add_argument("--out", type=Path, help="run folder (default runs/<model>_<stage>)")
     add_note_flags(tr)
     tr.set_defaults(func=train_command)
 
     rs = commands.add_parser("resume", help="continue a run from a checkpoint where it stopped")
     rs.add_argument("checkpoint", type=Path, help="<run>/checkpoints/last.pt, or any epoch_<N>.pt it kept")
-    rs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="change train.* params: more epochs continue bit for bit; any other change "
-                         "(batch size, rate, device...) continues from the saved state and is recorded")
+    rs.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change train.* params: more epochs continue bit for bit; any other change "
+        "(batch size, rate, device...) continues from the saved state and is recorded",
+    )
     add_note_flags(rs)
     rs.set_defaults(func=resume_command)
 
     bn = commands.add_parser("bench", help="training images/s against the on-device ceiling and a seeds-style loader")
-    bn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="e.g. train.precision=bf16, train.compile=true, model.name=edsr, data.hr_size=96")
+    bn.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="e.g. train.precision=bf16, train.compile=true, model.name=edsr, data.hr_size=96",
+    )
     bn.add_argument("--smoke", action="store_true", help="small sizes: a check that it runs (CI, CPU)")
     bn.add_argument("--workers", type=int, default=4, help="DataLoader workers of the seeds-style loader (c)")
     bn.add_argument("--json", type=Path, help="also write the numbers to this file")
-    bn.add_argument("--profile", type=Path, help="profile an epoch of (a) and write torch.profiler's operator table here")
+    bn.add_argument(
+        "--profile", type=Path, help="profile an epoch of (a) and write torch.profiler's operator table here"
+    )
     bn.set_defaults(func=bench_command)
 
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="srlab", description="Reproducible super-resolution experiments on DVC.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_gates, _add_model_tools, _add_experiment_tools, _add_training):
+        add(commands)
     args = parser.parse_args(argv)
     run(lambda: args.func(args), f"srlab {args.command}")
 

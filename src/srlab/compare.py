@@ -32,7 +32,9 @@ def exp_show(extra: tuple[str, ...] = ()) -> list:
     except FileNotFoundError:
         raise SrlabError("dvc is not on PATH; install srlab's dependencies or pass --from-json") from None
     except subprocess.CalledProcessError as exc:
-        raise SrlabError(f"dvc exp show failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}") from None
+        raise SrlabError(
+            f"dvc exp show failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}"
+        ) from None
     return json.loads(done.stdout)
 
 
@@ -108,12 +110,19 @@ def table(runs: list[Experiment], keys: list[str]) -> str:
         cells = [run.name, *(_value(run.params.get(k)) for k in keys)]
         for s in scored_sets(runs):
             score = _perceptual_scores(run, s) or {}
-            cells += [_fmt(score.get("psnr"), ".2f"), _fmt(score.get("ssim"), ".4f"), _fmt(score.get("perceptual"), ".6f")]
+            cells += [
+                _fmt(score.get("psnr"), ".2f"),
+                _fmt(score.get("ssim"), ".4f"),
+                _fmt(score.get("perceptual"), ".6f"),
+            ]
             cells += [_fmt(score.get("lpips"), ".4f")] if with_lpips else []
         lines.append("| " + " | ".join(cells) + " |")
     backbone = runs[0].metrics.get("provenance", {}).get("perceptual_backbone", "unknown")
-    return (f"Scores of the perceptual model (`<model>{SUFFIX}`) per experiment (Y-PSNR, Y-SSIM, VGG16 perceptual distance; lower is closer).\n"
-            f"Perceptual backbone: {backbone}.\n\n" + "\n".join(lines) + "\n")
+    return (
+        f"Scores of the perceptual model (`<model>{SUFFIX}`) per experiment "
+        "(Y-PSNR, Y-SSIM, VGG16 perceptual distance; lower is closer).\n"
+        f"Perceptual backbone: {backbone}.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def _perceptual_scores(run: Experiment, set_name: str) -> dict | None:
@@ -137,10 +146,18 @@ def figure(runs: list[Experiment], keys: list[str], out: Path, distance: str = "
             if not score or distance not in score:
                 continue
             ax.scatter(score[distance], score["psnr"], color="tab:orange")
-            ax.annotate(label(run, keys), (score[distance], score["psnr"]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
-        ax.set(title=f"{s}: perception-distortion (<model>{SUFFIX})", xlabel=f"{DISTANCES[distance]} (lower is better)",
-               ylabel="Y-PSNR (dB, higher is better)")
+            ax.annotate(
+                label(run, keys),
+                (score[distance], score["psnr"]),
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+        ax.set(
+            title=f"{s}: perception-distortion (<model>{SUFFIX})",
+            xlabel=f"{DISTANCES[distance]} (lower is better)",
+            ylabel="Y-PSNR (dB, higher is better)",
+        )
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         ax.xaxis.set_major_locator(plt.MaxNLocator(5))
         ax.margins(x=0.2, y=0.1)  # room for the labels
@@ -150,7 +167,9 @@ def figure(runs: list[Experiment], keys: list[str], out: Path, distance: str = "
 
 def write_report(runs: list[Experiment], out_dir: Path, distance: str = "perceptual") -> tuple[Path, Path]:
     """The table of every run, and PSNR against `distance` (perceptual or lpips) per test set."""
-    if distance == "lpips" and not any("lpips" in (_perceptual_scores(run, s) or {}) for run in runs for s in scored_sets(runs)):
+    if distance == "lpips" and not any(
+        "lpips" in (_perceptual_scores(run, s) or {}) for run in runs for s in scored_sets(runs)
+    ):
         notes = {run.metrics.get("provenance", {}).get("lpips", "an srlab without LPIPS") for run in runs}
         raise SrlabError(f"--x lpips: no experiment has LPIPS scores ({'; '.join(sorted(notes))})")
     keys = varied_params(runs)

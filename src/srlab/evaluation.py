@@ -12,11 +12,11 @@ from tqdm import tqdm
 
 from srlab.backbones import describe_vgg
 from srlab.checkpoint import load_model
-from srlab.data.degrade import downscale, mod_crop, upscale
+from srlab.data.degrade import downscale, interpolate, mod_crop
 from srlab.data.images import load_rgb, save_png, test_images
 from srlab.device import resolve_device
 from srlab.inference import CHANNELS_LAST, histogram_match, self_ensemble, super_resolve, to_tensor
-from srlab.losses import build_perceptual
+from srlab.losses import build_vgg16_loss
 from srlab.lpips_score import LPIPS, imagenet_vgg16_file
 from srlab.metrics import psnr_rgb, psnr_y, ssim_rgb, ssim_y
 from srlab.params import Params
@@ -28,7 +28,7 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
     """Score bicubic and each model on every image of eval.sets; save each output as PNG."""
     scale = params.data.scale
     device = resolve_device(params.train.device)
-    perceptual = build_perceptual(params.loss.vgg_init, params.seed, params.eval.vgg_layers)
+    perceptual = build_vgg16_loss(params.loss.vgg_init, params.seed, params.eval.vgg_layers)
     perceptual = perceptual.to(device, memory_format=CHANNELS_LAST)
     nets = {name: load_model(path, scale)[0].to(device, memory_format=CHANNELS_LAST) for name, path in models.items()}
     lpips, lpips_note = lpips_scorer(params, device)
@@ -37,7 +37,7 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
         for path in tqdm(test_images(test_root / set_name), desc=f"evaluate {set_name}", unit="img", disable=None):
             hr = mod_crop(load_rgb(path)[0], scale)
             lr = downscale(hr, scale, params.eval.degradation, params.data.blur_sigma)
-            outputs = {BASELINE: upscale(lr, scale, "bicubic")}
+            outputs = {BASELINE: interpolate(lr, scale, "bicubic")}
             outputs.update({name: super_resolve(net, lr, device) for name, net in nets.items()})
             if params.eval.self_ensemble:  # 8 flips and rotations averaged: what "+" means in published tables
                 outputs.update({f"{name}_x8": self_ensemble(net, lr, device) for name, net in nets.items()})
@@ -47,12 +47,22 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
                 target_features = perceptual.extract(to_tensor(hr, device))
                 for method, out in outputs.items():
                     distance = float(perceptual.distance(perceptual.extract(to_tensor(out, device)), target_features))
-                    rows.append({
-                        "set": set_name, "image": path.stem, "method": method,
-                        "psnr": psnr_y(out, hr, scale), "ssim": ssim_y(out, hr, scale), "perceptual": distance,
-                        **({"lpips": lpips(out, hr)} if lpips else {}),
-                        **({"rgb_psnr": psnr_rgb(out, hr), "rgb_ssim": ssim_rgb(out, hr)} if params.eval.rgb else {}),
-                    })
+                    rows.append(
+                        {
+                            "set": set_name,
+                            "image": path.stem,
+                            "method": method,
+                            "psnr": psnr_y(out, hr, scale),
+                            "ssim": ssim_y(out, hr, scale),
+                            "perceptual": distance,
+                            **({"lpips": lpips(out, hr)} if lpips else {}),
+                            **(
+                                {"rgb_psnr": psnr_rgb(out, hr), "rgb_ssim": ssim_rgb(out, hr)}
+                                if params.eval.rgb
+                                else {}
+                            ),
+                        }
+                    )
                     save_png(sr_root / set_name / method / f"{path.stem}.png", out)
     table = pd.DataFrame(rows)
     summary = summarise(table, params)
@@ -68,7 +78,9 @@ def lpips_scorer(params: Params, device: torch.device) -> tuple[LPIPS | None, st
     weights, why_not = imagenet_vgg16_file()
     if weights is None:
         return None, f"not computed: {why_not}; LPIPS is never computed on other weights"
-    return LPIPS(weights, device), f"LPIPS-VGG (lpips {metadata.version('lpips')} linear layers, ImageNet VGG16 {weights.name})"
+    return LPIPS(
+        weights, device
+    ), f"LPIPS-VGG (lpips {metadata.version('lpips')} linear layers, ImageNet VGG16 {weights.name})"
 
 
 def summarise(table: pd.DataFrame, params: Params) -> dict:
@@ -85,6 +97,8 @@ def summarise(table: pd.DataFrame, params: Params) -> dict:
         "metric": f"Y channel (BT.601), {params.data.scale}px border shaved, uint8 outputs"
         + ("; rgb_psnr and rgb_ssim: RGB, no border shaved" if params.eval.rgb else ""),
         "perceptual_backbone": describe_vgg(params.loss.vgg_init, params.seed),
-        "train_data": params.data.train_source if params.data.train_source != "folder" else f"folder {params.data.train_dir}",
+        "train_data": params.data.train_source
+        if params.data.train_source != "folder"
+        else f"folder {params.data.train_dir}",
     }
     return summary

@@ -31,15 +31,30 @@ def export_onnx(model_path: Path, out: Path, opset: int = OPSET) -> dict:
             warnings.simplefilter("ignore")
             # the TorchScript-based exporter: no onnxscript needed, dynamic axes by name
             try:
-                torch.onnx.export(model, (sample,), str(tmp), input_names=["lr"], output_names=["sr"], opset_version=opset,
-                                  dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
-                                                "sr": {0: "batch", 2: "out_height", 3: "out_width"}}, dynamo=False)
+                torch.onnx.export(
+                    model,
+                    (sample,),
+                    str(tmp),
+                    input_names=["lr"],
+                    output_names=["sr"],
+                    opset_version=opset,
+                    dynamic_axes={
+                        "lr": {0: "batch", 2: "height", 3: "width"},
+                        "sr": {0: "batch", 2: "out_height", 3: "out_width"},
+                    },
+                    dynamo=False,
+                )
             except Exception as exc:  # an opset this torch cannot write, an operator ONNX lacks
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                raise SrlabError(f"{model_path}: ONNX export at opset {opset} failed ({type(exc).__name__}: {first})") from None
+                raise SrlabError(
+                    f"{model_path}: ONNX export at opset {opset} failed ({type(exc).__name__}: {first})"
+                ) from None
         graph = onnx.load(str(tmp))
-        for key, value in {"srlab_arch": meta["arch"], "srlab_scale": str(meta["scale"]),
-                           "input": "lr: N x 3 x H x W RGB float32 in [0, 1]; sr: N x 3 x scale*H x scale*W"}.items():
+        for key, value in {
+            "srlab_arch": meta["arch"],
+            "srlab_scale": str(meta["scale"]),
+            "input": "lr: N x 3 x H x W RGB float32 in [0, 1]; sr: N x 3 x scale*H x scale*W",
+        }.items():
             graph.metadata_props.add(key=key, value=value)
         onnx.save(graph, str(tmp))
     return meta
@@ -50,7 +65,9 @@ def check_onnx(model_path: Path, onnx_path: Path, shape: tuple[int, ...] = CHECK
     try:
         import onnxruntime
     except ImportError:
-        raise SrlabError("onnxruntime is not installed (pip install onnxruntime) so the export cannot be checked") from None
+        raise SrlabError(
+            "onnxruntime is not installed (pip install onnxruntime) so the export cannot be checked"
+        ) from None
     model, _ = checkpoint.load_model(model_path)
     lr = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

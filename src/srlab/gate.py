@@ -42,7 +42,7 @@ def committed_text(against: str, path: Path) -> str:
 def lock_inputs(lock: dict) -> dict[str, dict]:
     """Per stage of a dvc.lock, what made it and must be the same on every machine: its command,
     its params and the hashes of its code (deps under src/ and stages/). Data, models and metrics
-    are left out: across CPU kinds they differ in the last bits (the metrics have `compare`)."""
+    are left out: across CPU kinds they differ in the last bits (the metrics have `moves`)."""
     inputs = {}
     for name, stage in (lock or {}).get("stages", {}).items():
         code = {d["path"]: d.get("md5") for d in stage.get("deps", []) if d["path"].startswith(("src/", "stages/"))}
@@ -79,7 +79,7 @@ def tolerances(values: list[str] | None, default: float = 0.05) -> dict[str, flo
     return parsed
 
 
-def compare(metrics: dict, reference: dict, tolerance: dict[str, float]) -> tuple[list[str], list[str]]:
+def moves(metrics: dict, reference: dict, tolerance: dict[str, float]) -> tuple[list[str], list[str]]:
     """Return (report lines, failures): every PSNR of every set and method in `reference` must be
     within its method's tolerance (`tolerance[method]`, else `tolerance["*"]`) of the run's, either
     way: a run that moved is not the committed one."""
@@ -93,7 +93,9 @@ def compare(metrics: dict, reference: dict, tolerance: dict[str, float]) -> tupl
                 failures.append(f"{set_name} {method} is in the reference but not in this run")
                 continue
             delta, allowed = run["psnr"] - ref["psnr"], tolerance.get(method, tolerance["*"])
-            lines.append(f"{set_name}: {method} {run['psnr']:.4f} dB vs {ref['psnr']:.4f} dB: {delta:+.4f} (tolerance {allowed})")
+            lines.append(
+                f"{set_name}: {method} {run['psnr']:.4f} dB vs {ref['psnr']:.4f} dB: {delta:+.4f} (tolerance {allowed})"
+            )
             if abs(delta) > allowed:
                 failures.append(f"{set_name} {method} PSNR moved {delta:+.4f} dB from the reference, past {allowed}")
     return lines, failures
@@ -109,12 +111,16 @@ def check(metrics: dict, set_name: str, min_gain: float) -> tuple[list[str], lis
         mse_name = next(name for name in scores if name.endswith("_mse"))
         perceptual_name = next(name for name in scores if name.endswith("_perceptual"))
     except (KeyError, StopIteration) as exc:
-        raise SrlabError(f"metrics have no bicubic, <model>_mse and <model>_perceptual entries for {set_name} ({exc!r})") from None
+        raise SrlabError(
+            f"metrics have no bicubic, <model>_mse and <model>_perceptual entries for {set_name} ({exc!r})"
+        ) from None
     mse, perceptual = scores[mse_name], scores[perceptual_name]
     gain = mse["psnr"] - bicubic["psnr"]
     lines = [
-        f"{set_name}: {mse_name} {mse['psnr']:.3f} dB vs bicubic {bicubic['psnr']:.3f} dB: gain {gain:+.3f} dB (need >= {min_gain})",
-        f"{set_name}: perceptual distance {perceptual_name} {perceptual['perceptual']:.6g} vs {mse_name} {mse['perceptual']:.6g} (need lower)",
+        f"{set_name}: {mse_name} {mse['psnr']:.3f} dB vs bicubic {bicubic['psnr']:.3f} dB: "
+        f"gain {gain:+.3f} dB (need >= {min_gain})",
+        f"{set_name}: perceptual distance {perceptual_name} {perceptual['perceptual']:.6g} "
+        f"vs {mse_name} {mse['perceptual']:.6g} (need lower)",
     ]
     failures = []
     if gain < min_gain:

@@ -32,8 +32,15 @@ def histogram_match(sr: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def super_resolve(model: torch.nn.Module, lr: np.ndarray, device, scale: int | None = None,
-                  tile: int | None = None, overlap: int = OVERLAP, raw: bool = False) -> np.ndarray:
+def super_resolve(
+    model: torch.nn.Module,
+    lr: np.ndarray,
+    device,
+    scale: int | None = None,
+    tile: int | None = None,
+    overlap: int = OVERLAP,
+    raw: bool = False,
+) -> np.ndarray:
     """The HR image of uint8 `lr` (H x W x 3): uint8, or unclamped float32 in [0, 1] when `raw`.
 
     With `tile`, the model sees at most (tile + 2 * overlap)^2 LR pixels at a time and only the
@@ -57,7 +64,9 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, device, scale: int | N
     return out
 
 
-def self_ensemble(model: torch.nn.Module, lr: np.ndarray, device, tile: int | None = None, overlap: int = OVERLAP) -> np.ndarray:
+def self_ensemble(
+    model: torch.nn.Module, lr: np.ndarray, device, tile: int | None = None, overlap: int = OVERLAP
+) -> np.ndarray:
     """The mean of the model's outputs over the 8 flips and rotations of `lr`, each transform
     undone (the geometric self-ensemble of Timofte et al. 2016, EDSR+): 8x the compute, no training."""
     total = None

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 
 @contextmanager
@@ -20,7 +20,10 @@ def deferred() -> Iterator[Callable[[], None]]:
     """Yield `honour()`, which raises KeyboardInterrupt if Ctrl-C was pressed since the block began.
     Only where Python's own handler is in place, in the main thread; elsewhere `honour` does nothing
     and SIGINT behaves as it did."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield lambda: None
         return
     asked = False

@@ -36,16 +36,17 @@ class LPIPS:
 
         with warnings.catch_warnings():  # lpips still passes torchvision the old `pretrained=` argument
             warnings.simplefilter("ignore", UserWarning)
-            self.net = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)  # linear layers from the wheel
+            self.net = lpips.LPIPS(
+                net="vgg", pretrained=True, pnet_rand=True, verbose=False
+            )  # linear layers from the wheel
         state = state_from_file(weights, "vgg16", VGG16, "eval.lpips")  # weights only, never unpickled code
         for block in self.net.net.children():  # slice1..slice5 hold torchvision's `features`, named by index
             for index, layer in block.named_children():
                 prefix = f"features.{index}."
-                layer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+                layer.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         self.net = self.net.eval().requires_grad_(False).to(device)
         self.device = device
 
     @torch.no_grad()
     def __call__(self, output: np.ndarray, target: np.ndarray) -> float:
         return float(self.net(to_tensor(output, self.device), to_tensor(target, self.device), normalize=True).mean())
-

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -43,7 +44,9 @@ class DataParams:
     layout: str = field(default="patches", **_rule(choices=("patches", "tiles")))  # see srlab.data.patches
     patches_per_image: int = field(default=48, **_rule(min=1))  # patches: pairs at random positions per photo
     tile_step: int = field(default=0, **_rule(min=0))  # tiles: HR pixels between tiles; 0: half of hr_size
-    workers: int = field(default=0, **_rule(min=0))  # prepare's processes; 0: one per core (the output does not depend on it)
+    workers: int = field(
+        default=0, **_rule(min=0)
+    )  # prepare's processes; 0: one per core (the output does not depend on it)
     degradation: str = field(default="bicubic", **_rule(choices=TRAIN_DEGRADATIONS))
     blur_sigma: float = field(default=1.0, **_rule(min_exclusive=0.0))  # of the gaussian degradation
 
@@ -51,8 +54,10 @@ class DataParams:
         if self.hr_size % self.scale:
             return f"hr_size: {self.hr_size} is not a multiple of scale ({self.scale})"
         if self.layout == "tiles" and (self.step() % self.scale or self.step() > self.hr_size or self.step() == 0):
-            return (f"tile_step: {self.step()} must be a multiple of scale ({self.scale}), above 0 and at most "
-                    f"hr_size ({self.hr_size}) so that the tiles cover each photo")
+            return (
+                f"tile_step: {self.step()} must be a multiple of scale ({self.scale}), above 0 and at most "
+                f"hr_size ({self.hr_size}) so that the tiles cover each photo"
+            )
         return None
 
     def step(self) -> int:
@@ -65,7 +70,9 @@ class ModelParams:
     name: str = field(default="srcnn", **_rule(choices=MODELS))
     upsample: str = field(default="bicubic", **_rule(choices=UPSAMPLERS))
     residual: bool = True
-    discriminator: str = field(default="pooled", **_rule(choices=("pooled", "dense")))  # SRGAN's head: see models/srresnet.py
+    discriminator: str = field(
+        default="pooled", **_rule(choices=("pooled", "dense"))
+    )  # SRGAN's head: see models/srresnet.py
 
 
 @dataclass(frozen=True)
@@ -75,17 +82,25 @@ class TrainParams:
     perceptual_init: str = field(default="mse", **_rule(choices=("mse", "scratch")))
     batch_size: int = field(default=16, **_rule(min=1))
     lr: float = field(default=3e-4, **_rule(min_exclusive=0.0))
-    lr_schedule: str = field(default="constant", **_rule(choices=("constant", "cosine")))  # cosine: to 0 at the last step
+    lr_schedule: str = field(
+        default="constant", **_rule(choices=("constant", "cosine"))
+    )  # cosine: to 0 at the last step
     warmup_steps: int = field(default=0, **_rule(min=0))  # linear warm-up from lr / warmup_steps, each stage
     device: str = field(default="auto", **_rule(choices=DEVICES))
     precision: str = field(default="auto", **_rule(choices=("auto", "fp32", "bf16")))  # auto: bf16 on CUDA that has it
     compile: bool = False  # torch.compile the model (minutes of compiling; pays off on long GPU runs)
-    crop_size: int = field(default=0, **_rule(min=0))  # HR side of a random crop of each patch, drawn every step; 0: whole patches
-    epoch_samples: int = field(default=0, **_rule(min=0))  # pairs drawn per epoch (a random subset, new each epoch); 0: all
+    crop_size: int = field(
+        default=0, **_rule(min=0)
+    )  # HR side of a random crop of each patch, drawn every step; 0: whole patches
+    epoch_samples: int = field(
+        default=0, **_rule(min=0)
+    )  # pairs drawn per epoch (a random subset, new each epoch); 0: all
     # exponential moving average of the weights, used for validation, the best checkpoints and the
     # model file; 0 switches it off (SR toolboxes use 0.999 on long runs; see srlab.ema)
     ema_decay: float = field(default=0.0, **_rule(min=0.0, max_exclusive=1.0))
-    save_every: int = field(default=0, **_rule(min=0))  # also keep epoch_<N>.pt every N epochs (resumable); 0: last.pt only
+    save_every: int = field(
+        default=0, **_rule(min=0)
+    )  # also keep epoch_<N>.pt every N epochs (resumable); 0: last.pt only
     discriminator_lr: float = field(default=0.0, **_rule(min=0.0))  # SRGAN's discriminator; 0: train.lr
     # random rotation of each HR crop by up to this many degrees, its LR made again from it with
     # data.degradation (so the pair stays exact); 0: off. Costs CPU time every step.
@@ -128,19 +143,27 @@ class LossParams:
     def problem(self) -> str | None:
         if not any(w > 0 for w in self.pixel_weights().values()):
             return "mse_weight, l1_weight and ssim_weight are all 0; train_mse needs at least one above 0"
-        if not any(w > 0 for w in self.perceptual_weights().values()):
-            return ("pixel_in_perceptual is false and vgg_weight, vgg19_weight, resnet_weight and adversarial_weight "
-                    "are all 0: train_perceptual would train on nothing")
+        if not any(w > 0 for w in self.second_stage_weights().values()):
+            return (
+                "pixel_in_perceptual is false and vgg_weight, vgg19_weight, resnet_weight and adversarial_weight "
+                "are all 0: train_perceptual would train on nothing"
+            )
         return None
 
     def pixel_weights(self) -> dict[str, float]:
+        """train_mse's terms (and, unless left out, part of train_perceptual's)."""
         return {"mse": self.mse_weight, "l1": self.l1_weight, "ssim": self.ssim_weight}
 
-    def perceptual_weights(self) -> dict[str, float]:
+    def second_stage_weights(self) -> dict[str, float]:
         """train_perceptual's terms: the feature and adversarial ones, and the pixel ones unless left out."""
         pixel = self.pixel_weights() if self.pixel_in_perceptual else {k: 0.0 for k in self.pixel_weights()}
-        return {**pixel, "perceptual": self.vgg_weight, "vgg19": self.vgg19_weight,
-                "resnet": self.resnet_weight, "adversarial": self.adversarial_weight}
+        return {
+            **pixel,
+            "perceptual": self.vgg_weight,
+            "vgg19": self.vgg19_weight,
+            "resnet": self.resnet_weight,
+            "adversarial": self.adversarial_weight,
+        }
 
 
 @dataclass(frozen=True)
@@ -149,7 +172,9 @@ class EvalParams:
     degradation: str = field(default="bicubic", **_rule(choices=DEGRADATIONS))
     histogram_match: bool = False  # also score each model's output after colour histogram matching
     self_ensemble: bool = False  # also score <model>_x8: outputs averaged over the 8 flips and rotations of the input
-    lpips: str = field(default="auto", **_rule(choices=("auto", "off")))  # auto: LPIPS-VGG when torchvision's ImageNet VGG16 is on disk
+    lpips: str = field(
+        default="auto", **_rule(choices=("auto", "off"))
+    )  # auto: LPIPS-VGG when torchvision's ImageNet VGG16 is on disk
     rgb: bool = False  # also score rgb_psnr / rgb_ssim: RGB, no border shaved (the SRGAN note's way)
     vgg_layers: LayerWeights = field(default_factory=LayerWeights)
 
@@ -175,8 +200,10 @@ class Params:
     def problem(self) -> str | None:
         crop, data = self.train.crop_size, self.data
         if crop and (crop % data.scale or crop > data.hr_size):
-            return (f"train.crop_size: {crop} must be a multiple of data.scale ({data.scale}) "
-                    f"and at most data.hr_size ({data.hr_size}), or 0")
+            return (
+                f"train.crop_size: {crop} must be a multiple of data.scale ({data.scale}) "
+                f"and at most data.hr_size ({data.hr_size}), or 0"
+            )
         return None
 
     def trained_size(self) -> int:

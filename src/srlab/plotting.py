@@ -51,7 +51,9 @@ def comparison_figure(hr_path: Path, outputs: dict[str, Path], scores: pd.DataFr
             title += f"\n{scores.loc[name, 'psnr']:.2f} dB / {scores.loc[name, 'ssim']:.4f}"
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.supxlabel(f"{hr_path.parent.name} / {hr_path.stem}: centre {size}px crop; Y-PSNR / Y-SSIM of the whole image", fontsize=9)
+    fig.supxlabel(
+        f"{hr_path.parent.name} / {hr_path.stem}: centre {size}px crop; Y-PSNR / Y-SSIM of the whole image", fontsize=9
+    )
     save_figure(fig, out)
 
 

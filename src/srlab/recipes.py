@@ -35,8 +35,10 @@ class Recipe:
 
     def run_commands(self) -> list[str]:
         main = [f"dvc exp run -n {self.name}"]
-        return main + [f"dvc exp run -n {self.name}-{run} " + " ".join(f"-S {o}" for o in overrides)
-                       for run, overrides in self.runs.items()]
+        return main + [
+            f"dvc exp run -n {self.name}-{run} " + " ".join(f"-S {o}" for o in overrides)
+            for run, overrides in self.runs.items()
+        ]
 
 
 def names(folder: Path = RECIPES) -> list[str]:
@@ -58,8 +60,13 @@ def load_recipe(name: str, folder: Path = RECIPES) -> Recipe:
     unknown = set(raw) - {"note", "reproduces", "params", "runs"}
     if unknown or not isinstance(raw.get("params"), dict):
         raise SrlabError(f"{path}: a recipe has note, reproduces, params (a mapping) and runs; got {sorted(raw)}")
-    recipe = Recipe(path.stem, str(raw.get("note", "")), str(raw.get("reproduces", "")), raw["params"],
-                    {str(k): [str(o) for o in v] for k, v in (raw.get("runs") or {}).items()})
+    recipe = Recipe(
+        path.stem,
+        str(raw.get("note", "")),
+        str(raw.get("reproduces", "")),
+        raw["params"],
+        {str(k): [str(o) for o in v] for k, v in (raw.get("runs") or {}).items()},
+    )
     parse_params(recipe.values(), source=str(path))
     for run, overrides in recipe.runs.items():
         parse_params(apply_overrides(recipe.values(), overrides), source=f"{path}: runs.{run}")
@@ -110,5 +117,7 @@ def _dump(io, tree) -> str:
 def _merge(base: dict, changes: dict) -> dict:
     merged = dict(base)
     for key, value in changes.items():
-        merged[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        merged[key] = (
+            _merge(base.get(key, {}), value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        )
     return merged

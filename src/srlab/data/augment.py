@@ -3,18 +3,26 @@ symmetries of the square, and small rotations whose LR images are made again fro
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from srlab.data.degrade import KERNELS, downscale, rotate
+from srlab.data.degrade import downscale, rotate
 from srlab.data.loader import as_float
-from srlab.params import Params
+from srlab.params import DEGRADATIONS, Params
 
 
-def augment(lr: torch.Tensor, hr: torch.Tensor, flips: torch.Tensor, corners: torch.Tensor | None, crop: int,
-            scale: int, layout, remake: Callable | None = None) -> list[torch.Tensor]:
+def augment(
+    lr: torch.Tensor,
+    hr: torch.Tensor,
+    flips: torch.Tensor,
+    corners: torch.Tensor | None,
+    crop: int,
+    scale: int,
+    layout,
+    remake: Callable | None = None,
+) -> list[torch.Tensor]:
     """A uint8 batch as the model trains on it: each pair cropped at its corner (when there are
     corners), made again from its HR side by `remake` (a rotation), converted to float and
     flipped, LR and HR alike so the pairs stay aligned."""
@@ -49,13 +57,16 @@ def draw_rotations(p: Params, generator: torch.Generator) -> tuple[torch.Tensor,
     angles = (torch.rand(batch, generator=generator, dtype=torch.float64) * 2 - 1) * p.train.rotate_degrees
     if p.data.degradation != "mixed":
         return angles, [p.data.degradation] * batch
-    return angles, [KERNELS[i] for i in torch.randint(0, len(KERNELS), (batch,), generator=generator).tolist()]
+    return angles, [
+        DEGRADATIONS[i] for i in torch.randint(0, len(DEGRADATIONS), (batch,), generator=generator).tolist()
+    ]
 
 
 def rotation(p: Params, angles: torch.Tensor, kernels: list[str]) -> Callable[[torch.Tensor], list[torch.Tensor]]:
     """HR batch (N x 3 x H x W uint8) -> [LR, HR]: each HR image rotated by its angle (bicubic,
     edges reflected, same size) and its LR made from the rotated image with its kernel, on the CPU
     by the functions that prepared the store, so LR and HR stay an exact pair."""
+
     def remake(hr: torch.Tensor) -> list[torch.Tensor]:
         rotated = [rotate(img, float(a)) for img, a in zip(hr.permute(0, 2, 3, 1).cpu().numpy(), angles)]
         lrs = [downscale(img, p.data.scale, k, p.data.blur_sigma) for img, k in zip(rotated, kernels)]

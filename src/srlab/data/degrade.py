@@ -1,18 +1,21 @@
 """Degradations that turn an HR image into its LR input, and the matching upsamplers.
 
-PIL's resize is antialiased when it shrinks, which is what MATLAB's imresize does and what the
-published bicubic baselines used (../shared/data/README.md: within 0.02 dB on Set5).
+PIL's resize is antialiased when it shrinks, which is what MATLAB's imresize does, and what the
+published bicubic baselines of SR papers were computed with.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter, rotate as _rotate
+from scipy.ndimage import gaussian_filter
+from scipy.ndimage import rotate as _rotate
 
-RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-            "nearest": Image.Resampling.NEAREST}  # nearest: the residual-CNN note's grader
-KERNELS = ("bicubic", "bilinear", "gaussian", "nearest")  # what `mixed` draws from, one per patch
+RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}  # nearest: see docs/notes.md, the residual CNN
 
 
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -39,7 +42,7 @@ def downscale(hr: np.ndarray, scale: int, method: str, sigma: float = 1.0) -> np
     return resize(hr, hr.shape[1] // scale, hr.shape[0] // scale, method)
 
 
-def upscale(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
+def interpolate(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
     return resize(lr, lr.shape[1] * scale, lr.shape[0] * scale, method)
 
 

@@ -66,10 +66,18 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
         resumed = response.status == 206
         total = response.headers.get("Content-Length")
         total = int(total) + (have if resumed else 0) if total else None
-        with open(part, "ab" if resumed else "wb") as out, tqdm(
-            total=total, initial=have if resumed else 0, unit="B", unit_scale=True,
-            desc=PurePosixPath(url).name, disable=None, leave=False,
-        ) as bar:
+        with (
+            open(part, "ab" if resumed else "wb") as out,
+            tqdm(
+                total=total,
+                initial=have if resumed else 0,
+                unit="B",
+                unit_scale=True,
+                desc=PurePosixPath(url).name,
+                disable=None,
+                leave=False,
+            ) as bar,
+        ):
             while block := response.read(CHUNK):
                 out.write(block)
                 bar.update(len(block))

@@ -8,8 +8,8 @@ memory holds a few batches, not the store.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterator
 
 import torch
 
@@ -47,7 +47,7 @@ def fits_on_device(nbytes: int, device: torch.device) -> bool:
     return nbytes <= DEVICE_SHARE * free
 
 
-class PatchStore:
+class BatchLoader:
     """A split's LR and HR pairs for training, handed out as N x 3 x H x W uint8 batches on the
     training device. On a GPU where they fit they are copied there once (`resident`); otherwise
     each batch is gathered from the memory-mapped store (into pinned memory on CUDA) and the pages
@@ -92,8 +92,10 @@ class PatchStore:
         self.pairs.will_need(idx.tolist())  # one read-ahead request per row, rather than a page fault per page
         # a fresh pinned buffer per batch: the caching host allocator will not reuse it while its copy is in flight
         pin = self.device.type == "cuda"
-        out = [torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=pin))
-               for t in self.sources]
+        out = [
+            torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=pin))
+            for t in self.sources
+        ]
         self.pairs.release()  # the kernel maps whole page-cache folios (MBs) per row read: drop them at once
         return out
 

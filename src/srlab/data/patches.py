@@ -25,16 +25,17 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from srlab.data.degrade import KERNELS, downscale, mod_crop
-from srlab.data.images import UnusableImage, load_rgb
-from srlab.data.store import Pairs, SplitFiles, gigabytes, raise_if_disk_full
+from srlab.data.degrade import downscale, mod_crop
+from srlab.data.images import UnusableImage, is_image_file, load_rgb
+from srlab.data.store import Pairs, SplitFiles, gigabytes, raise_if_disk_full, write_index
 from srlab.errors import SrlabError
-from srlab.fileio import file_md5
+from srlab.fileio import file_md5, staged_folder, write_json
+from srlab.params import DEGRADATIONS, DataParams
 
 
 @dataclass(frozen=True)
 class Degradation:
-    method: str  # one of KERNELS, or "mixed" to draw one of them per pair
+    method: str  # one of DEGRADATIONS, or "mixed" to draw one of them per pair
     sigma: float = 1.0  # of the gaussian kernel
 
 
@@ -60,7 +61,7 @@ class Cutting:
 
     def row_bytes(self) -> int:
         lr_size = self.hr_size // self.scale
-        return 3 * (self.hr_size ** 2 + lr_size ** 2) + 8
+        return 3 * (self.hr_size**2 + lr_size**2) + 8
 
 
 def cut_pairs(img: np.ndarray, cutting: Cutting, rng: np.random.Generator) -> Pairs:
@@ -71,12 +72,16 @@ def cut_pairs(img: np.ndarray, cutting: Cutting, rng: np.random.Generator) -> Pa
     lr_h, lr_w = hr.shape[0] // scale, hr.shape[1] // scale
     if cutting.layout == "tiles":
         lr_step = cutting.step // scale
-        ys, xs = (a.ravel() for a in np.meshgrid(_grid(lr_h, lr_size, lr_step), _grid(lr_w, lr_size, lr_step), indexing="ij"))
+        ys, xs = (
+            a.ravel() for a in np.meshgrid(_grid(lr_h, lr_size, lr_step), _grid(lr_w, lr_size, lr_step), indexing="ij")
+        )
     else:
         ys = rng.integers(0, lr_h - lr_size + 1, size=cutting.count)
         xs = rng.integers(0, lr_w - lr_size + 1, size=cutting.count)
     method, n = cutting.degradation.method, len(ys)
-    kernels = [KERNELS[i] for i in rng.integers(0, len(KERNELS), size=n)] if method == "mixed" else [method] * n
+    kernels = (
+        [DEGRADATIONS[i] for i in rng.integers(0, len(DEGRADATIONS), size=n)] if method == "mixed" else [method] * n
+    )
     lr_by_kernel = {k: downscale(hr, scale, k, cutting.degradation.sigma) for k in sorted(set(kernels))}
     return Pairs(
         hr=np.stack([hr[y * scale : y * scale + hr_size, x * scale : x * scale + hr_size] for y, x in zip(ys, xs)]),
@@ -85,8 +90,9 @@ def cut_pairs(img: np.ndarray, cutting: Cutting, rng: np.random.Generator) -> Pa
     )
 
 
-def crop_pairs(img: np.ndarray, scale: int, hr_size: int, count: int, degradation: Degradation,
-               rng: np.random.Generator) -> Pairs:
+def crop_pairs(
+    img: np.ndarray, scale: int, hr_size: int, count: int, degradation: Degradation, rng: np.random.Generator
+) -> Pairs:
     """`count` pairs at random positions of one photo."""
     return cut_pairs(img, Cutting(scale, hr_size, degradation, "patches", count), rng)
 
@@ -113,8 +119,10 @@ def _cut_one(task: tuple) -> tuple[dict, dict | None]:
         return {"file": path.name, "reason": str(exc)}, None
     pairs = cut_pairs(img, cutting, np.random.default_rng([seed, index]))
     files.write(first, pairs)
-    return ({"file": path.name, "size": [img.shape[1], img.shape[0]], "converted": note},
-            {"file": path.name, "first": first, "count": len(pairs), "md5": file_md5(path)})
+    return (
+        {"file": path.name, "size": [img.shape[1], img.shape[0]], "converted": note},
+        {"file": path.name, "first": first, "count": len(pairs), "md5": file_md5(path)},
+    )
 
 
 def header_pairs(paths: list[Path], cutting: Cutting) -> list[int]:
@@ -131,8 +139,15 @@ def header_pairs(paths: list[Path], cutting: Cutting) -> list[int]:
     return counts
 
 
-def prepare_split(paths: list[Path], folder: Path, split: str, cutting: Cutting, seed: int, workers: int = 1,
-                  counts: list[int] | None = None) -> tuple[dict | None, list[dict], list[dict]]:
+def prepare_split(
+    paths: list[Path],
+    folder: Path,
+    split: str,
+    cutting: Cutting,
+    seed: int,
+    workers: int = 1,
+    counts: list[int] | None = None,
+) -> tuple[dict | None, list[dict], list[dict]]:
     """Cut every usable photo's pairs into `folder`'s {split}_*.npy with `workers` processes; returns
     the split's index entry (None when no photo was usable) and the report entries of the photos
     used and skipped. `counts`: the pairs reserved per photo (header_pairs, when already read)."""
@@ -143,8 +158,9 @@ def prepare_split(paths: list[Path], folder: Path, split: str, cutting: Cutting,
     used, skipped, placed = [], [], []
     try:
         files.create()
-        for report, place in tqdm(_in_workers(_cut_one, tasks, workers), total=len(tasks), desc=split, unit="img",
-                                  disable=None):
+        for report, place in tqdm(
+            _in_workers(_cut_one, tasks, workers), total=len(tasks), desc=split, unit="img", disable=None
+        ):
             (used if place else skipped).append(report)
             if place:
                 placed.append(place)
@@ -183,3 +199,45 @@ def check_room(folder: Path, needed: int) -> None:
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def prepare(d: DataParams, seed: int, raw: Path, out: Path, report_path: Path) -> dict:
+    """The prepare stage: the train and val photos under `raw` cut into the store `out` (swapped
+    in whole at the end), and a report of every image written to `report_path`; returns the report."""
+    cutting = Cutting(
+        d.scale, d.hr_size, Degradation(d.degradation, d.blur_sigma), d.layout, d.patches_per_image, d.step()
+    )
+    workers = d.workers or default_workers()
+    meta = {
+        "layout": d.layout,
+        "scale": d.scale,
+        "hr_size": d.hr_size,
+        "lr_size": d.hr_size // d.scale,
+        "degradation": d.degradation,
+    }
+    meta.update({"patches_per_image": d.patches_per_image} if d.layout == "patches" else {"tile_step": d.step()})
+    if d.degradation in ("gaussian", "mixed"):
+        meta["blur_sigma"] = d.blur_sigma
+    photos = {split: sorted(f for f in (raw / split).iterdir() if is_image_file(f)) for split in ("train", "val")}
+    counts = {split: header_pairs(paths, cutting) for split, paths in photos.items()}
+    check_room(out.parent, sum(map(sum, counts.values())) * cutting.row_bytes())
+
+    report, splits = {**meta, "workers": workers}, {}
+    with staged_folder(out) as staging:
+        for offset, (split, paths) in enumerate(photos.items()):
+            entry, used, skipped = prepare_split(paths, staging, split, cutting, seed + offset, workers, counts[split])
+            report[split] = {
+                "images": len(used),
+                "skipped": len(skipped),
+                "patches": entry["count"] if entry else 0,
+                "used": used,
+                "skipped_files": skipped,
+            }
+            if entry is None:
+                write_json(report_path, {k: v for k, v in report.items() if k != "workers"})
+                raise SrlabError(f"{raw / split}: no usable image among {len(paths)} (reasons in {report_path})")
+            splits[split] = entry
+        write_index(staging, meta, splits)
+    report["bytes"] = sum(e[kind]["bytes"] for e in splits.values() for kind in ("hr", "lr", "corners"))
+    write_json(report_path, {k: v for k, v in report.items() if k != "workers"})  # the store does not depend on it
+    return report

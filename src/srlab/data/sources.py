@@ -12,10 +12,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from srlab.backbones import require_imagenet
 from srlab.data.download import fetch, safe_extract
 from srlab.data.images import is_image_file
 from srlab.errors import SrlabError
-from srlab.fileio import file_md5, staged_folder
+from srlab.fileio import file_md5, staged_folder, write_json
+from srlab.params import TEST_SETS as TEST_SET_NAMES
+from srlab.params import Params
 
 MIRROR_VARIABLE = "SRLAB_DATA_MIRROR"
 
@@ -34,28 +37,42 @@ class RemoteArchive:
 
 # EDSR's benchmark archive holds Set5, Set14, B100 and Urban100 with their HR ground truth.
 _EDSR_BENCHMARK = ("https://cv.snu.ac.kr/research/EDSR/benchmark.tar", "4ace41d33c2384b97e6b320cd0afd6ba")
-TEST_SETS = {name: RemoteArchive(*_EDSR_BENCHMARK, inner=f"benchmark/{name}/HR", mirror=name)
-             for name in ("Set5", "Set14", "B100", "Urban100")}
+TEST_SETS = {
+    name: RemoteArchive(*_EDSR_BENCHMARK, inner=f"benchmark/{name}/HR", mirror=name) for name in TEST_SET_NAMES
+}
 
 # The archive and md5 torchvision's VOCSegmentation(year="2011") uses; 11,540 JPEG photos.
 VOC2011 = RemoteArchive(
     "http://host.robots.ox.ac.uk/pascal/VOC/voc2011/VOCtrainval_25-May-2011.tar",
-    "6c3384ef61512963050cb5d687e5bf1e", inner="TrainVal/VOCdevkit/VOC2011/JPEGImages", mirror="VOC2011",
+    "6c3384ef61512963050cb5d687e5bf1e",
+    inner="TrainVal/VOCdevkit/VOC2011/JPEGImages",
+    mirror="VOC2011",
 )
 # DIV2K's 2K-resolution ground truth: 800 training and 100 validation PNGs (NTIRE 2017).
 DIV2K_TRAIN = RemoteArchive(
     "http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip",
-    "bdc2d9338d4e574fe81bf7d158758658", inner="DIV2K_train_HR", mirror="DIV2K_train_HR",
+    "bdc2d9338d4e574fe81bf7d158758658",
+    inner="DIV2K_train_HR",
+    mirror="DIV2K_train_HR",
 )
 DIV2K_VALID = RemoteArchive(
     "http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
-    "9fcdda83005c5e5997799b69f955ff88", inner="DIV2K_valid_HR", mirror="DIV2K_valid_HR",
+    "9fcdda83005c5e5997799b69f955ff88",
+    inner="DIV2K_valid_HR",
+    mirror="DIV2K_valid_HR",
 )
 
 # Colour photos that scikit-image and matplotlib install with themselves: no network needed.
 _SKIMAGE_SAMPLES = (
-    "astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
-    "motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "rocket.jpg",
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "retina.jpg",
+    "rocket.jpg",
 )
 
 
@@ -76,7 +93,9 @@ def folder_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if is_image_file(p))
 
 
-def training_split(source: str, train_dir: str, n_train: int, n_val: int, seed: int, downloads: Path) -> tuple[list[Path], list[Path]]:
+def training_split(
+    source: str, train_dir: str, n_train: int, n_val: int, seed: int, downloads: Path
+) -> tuple[list[Path], list[Path]]:
     """The train and val photos of `source`, drawn deterministically from `seed`.
 
     DIV2K keeps its official split (val from the valid archive); the others split one pool.
@@ -182,3 +201,29 @@ def fill_mirror(folder: Path, names: list[str]) -> list[Path]:
         made.append(target)
     shutil.rmtree(downloads, ignore_errors=True)
     return made
+
+
+def download(p: Params, out: Path, downloads: Path) -> dict:
+    """The download stage: the training photos (split into train / val) and the test sets copied
+    byte for byte into `out`, with a manifest of where they came from; written into a staging
+    folder swapped in at the end, so a failed run leaves no half a dataset. Returns the manifest."""
+    require_imagenet(p.loss, p.seed)
+    d = p.data
+    train, val = training_split(d.train_source, d.train_dir, d.train_images, d.val_images, p.seed, downloads)
+    with staged_folder(out) as staging:
+        manifest = {
+            "source": d.train_source if d.train_source != "folder" else f"folder {d.train_dir}",
+            "train": copy_images(train, staging / "train", numbered=True),
+            "val": copy_images(val, staging / "val", numbered=True),
+            "test": {},
+        }
+        mirror = mirror_dir()
+        for name in p.eval.sets:
+            found = test_set_dir(name, downloads)
+            files = sorted(f for f in found.iterdir() if f.is_file())
+            copy_images(files, staging / "test" / name, numbered=False)
+            # the source kind, not its path: the output must hash the same on every machine
+            origin = MIRROR_VARIABLE if mirror and mirror in found.parents else TEST_SETS[name].url
+            manifest["test"][name] = {"from": origin, "md5": {f.name: file_md5(f) for f in files}}
+        write_json(staging / "manifest.json", manifest)
+    return manifest

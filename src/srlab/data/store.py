@@ -83,7 +83,9 @@ class ArrayFile:
     def write(self, first: int, rows: np.ndarray) -> None:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if rows.shape[1:] != self.row_shape or first + len(rows) > self.capacity:
-            raise ValueError(f"{self.path.name}: rows {first}..{first + len(rows)} of shape {rows.shape[1:]} do not fit")
+            raise ValueError(
+                f"{self.path.name}: rows {first}..{first + len(rows)} of shape {rows.shape[1:]} do not fit"
+            )
         # through a shared mapping, not write(): writes to one file take its inode lock in turn,
         # page faults in separate processes do not, so the workers copy in parallel
         target = np.memmap(self.partial, self.dtype, "r+", HEADER_BYTES + first * self.row_bytes, rows.shape)
@@ -110,7 +112,12 @@ class ArrayFile:
             f.flush()
             os.fsync(f.fileno())
         os.replace(self.partial, self.path)
-        return {"file": self.path.name, "shape": [rows, *self.row_shape], "dtype": np.dtype(self.dtype).str, "bytes": size}
+        return {
+            "file": self.path.name,
+            "shape": [rows, *self.row_shape],
+            "dtype": np.dtype(self.dtype).str,
+            "bytes": size,
+        }
 
     def abort(self) -> None:
         self.partial.unlink(missing_ok=True)
@@ -127,9 +134,11 @@ class SplitFiles:
     @classmethod
     def for_split(cls, folder: Path, split: str, hr_size: int, scale: int, capacity: int) -> SplitFiles:
         folder, lr_size = Path(folder), hr_size // scale
-        return cls(ArrayFile(folder / f"{split}_hr.npy", capacity, (hr_size, hr_size, 3), "|u1"),
-                   ArrayFile(folder / f"{split}_lr.npy", capacity, (lr_size, lr_size, 3), "|u1"),
-                   ArrayFile(folder / f"{split}_corners.npy", capacity, (2,), "<i4"))
+        return cls(
+            ArrayFile(folder / f"{split}_hr.npy", capacity, (hr_size, hr_size, 3), "|u1"),
+            ArrayFile(folder / f"{split}_lr.npy", capacity, (lr_size, lr_size, 3), "|u1"),
+            ArrayFile(folder / f"{split}_corners.npy", capacity, (2,), "<i4"),
+        )
 
     def create(self) -> None:
         self.hr.path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +237,9 @@ def _map_npy(path: Path, shape: list[int]) -> tuple[np.ndarray, tuple | None]:
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             found, fortran, dtype = read_header(f)
             offset, count = f.tell(), int(np.prod(found))
             if list(found) != list(shape) or fortran:
@@ -267,8 +278,11 @@ def save_pairs(folder: Path, split: str, pairs: Pairs, meta: dict | None = None)
     files.write(0, pairs)
     content = hashlib.md5(pairs.hr.tobytes() + pairs.lr.tobytes()).hexdigest()  # so digest() sees the pairs
     entry = files.finish([{"file": "arrays", "md5": content, "first": 0, "count": len(pairs)}])
-    index = read_index(folder) if (folder / INDEX).is_file() else {"layout": "patches", "scale": scale,
-                                                                  "hr_size": pairs.hr.shape[1], **(meta or {})}
+    index = (
+        read_index(folder)
+        if (folder / INDEX).is_file()
+        else {"layout": "patches", "scale": scale, "hr_size": pairs.hr.shape[1], **(meta or {})}
+    )
     splits = index.pop("splits", {})
     index.pop("format", None)
     write_index(folder, index, {**splits, split: entry})
@@ -283,7 +297,9 @@ def digest(folder: Path) -> str:
 def raise_if_disk_full(exc: OSError, folder: Path, needed: int) -> None:
     """A full disk or quota becomes one line naming the folder and the size the store needs."""
     if exc.errno in DISK_FULL:
-        raise DiskFull(f"{folder}: the disk is full ({exc.strerror}); the store needs about {gigabytes(needed)}") from None
+        raise DiskFull(
+            f"{folder}: the disk is full ({exc.strerror}); the store needs about {gigabytes(needed)}"
+        ) from None
 
 
 def gigabytes(nbytes: int) -> str:

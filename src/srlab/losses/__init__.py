@@ -16,7 +16,7 @@ from srlab.losses.perceptual import VGGPerceptualLoss
 from srlab.params import LayerWeights, LossParams
 
 
-def build_perceptual(vgg_init: str, seed: int, layers: LayerWeights) -> VGGPerceptualLoss:
+def build_vgg16_loss(vgg_init: str, seed: int, layers: LayerWeights) -> VGGPerceptualLoss:
     return VGGPerceptualLoss(vgg16_features(vgg_init, seed), layers.nonzero())
 
 
@@ -29,8 +29,13 @@ class _Pixel(nn.Module):
         return self.fn(output, target)
 
 
-def build_terms(loss: LossParams, weights: dict[str, float], seed: int, perceptual: VGGPerceptualLoss,
-                discriminator: nn.Module | None = None) -> dict[str, nn.Module]:
+def build_terms(
+    loss: LossParams,
+    weights: dict[str, float],
+    seed: int,
+    perceptual: VGGPerceptualLoss,
+    discriminator: nn.Module | None = None,
+) -> dict[str, nn.Module]:
     """The modules of the terms that `weights` switches on (the VGG16 one is shared with scoring)."""
     makers = {
         "mse": lambda: _Pixel(F.mse_loss),

@@ -5,7 +5,7 @@ Every model takes the LR image (`takes_lr`) and returns the HR image, values in 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

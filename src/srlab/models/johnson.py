@@ -29,8 +29,11 @@ class JohnsonSR(nn.Module):
         layers = _conv_bn_relu(3, channels, 9)
         layers += [ResidualBlock(channels, True, nn.ReLU(inplace=True)) for _ in range(blocks)]
         for _ in range(int(math.log2(scale))):
-            layers += [nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1),
-                       nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+            layers += [
+                nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+            ]
         layers.append(nn.Conv2d(channels, 3, 9, padding=4))
         self.net = nn.Sequential(*layers)
 

@@ -29,8 +29,14 @@ class _ReluBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.body = nn.Sequential(conv(channels, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-                                  conv(channels, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(
+            conv(channels, channels),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            conv(channels, channels),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
 
     def forward(self, x):
         return x + self.body(x)

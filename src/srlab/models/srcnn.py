@@ -23,7 +23,9 @@ class SRCNN(nn.Module):
 
     takes_lr = True
 
-    def __init__(self, scale: int, upsample: str = "bicubic", residual: bool = True, channels=(64, 32), kernels=(9, 5, 5)):
+    def __init__(
+        self, scale: int, upsample: str = "bicubic", residual: bool = True, channels=(64, 32), kernels=(9, 5, 5)
+    ):
         super().__init__()
         self.scale, self.upsample, self.residual = scale, upsample, residual
         c1, c2 = channels

@@ -40,7 +40,9 @@ class Discriminator(nn.Module):
     def __init__(self, head: str = "pooled", size: int = 96, channels: int = 64):
         super().__init__()
         layers, c_in = [conv(3, channels), nn.LeakyReLU(0.2, inplace=True)], channels
-        for i, c_out in enumerate([channels, 2 * channels, 2 * channels, 4 * channels, 4 * channels, 8 * channels, 8 * channels]):
+        for i, c_out in enumerate(
+            [channels, 2 * channels, 2 * channels, 4 * channels, 4 * channels, 8 * channels, 8 * channels]
+        ):
             stride = 2 if i % 2 == 0 else 1
             layers += [conv(c_in, c_out, stride=stride), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
@@ -48,11 +50,19 @@ class Discriminator(nn.Module):
         if head == "dense":
             if size % 16:
                 raise SrlabError(f"model.discriminator: dense needs HR crops of a multiple of 16 pixels, not {size}")
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * (size // 16) ** 2, 16 * channels),
-                                      nn.LeakyReLU(0.2, inplace=True), nn.Linear(16 * channels, 1))
+            self.head = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(c_in * (size // 16) ** 2, 16 * channels),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Linear(16 * channels, 1),
+            )
         else:
-            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c_in, 16 * channels, 1),
-                                      nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(16 * channels, 1, 1))
+            self.head = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1),
+                nn.Conv2d(c_in, 16 * channels, 1),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(16 * channels, 1, 1),
+            )
 
     def forward(self, x):
         return self.head(self.features(x)).flatten()
