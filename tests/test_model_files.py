@@ -114,3 +114,31 @@ def test_export_of_a_missing_model_or_at_a_bad_opset_is_one_line(tmp_path, capsy
     err = capsys.readouterr().err
     assert "ONNX export at opset 3 failed" in err and err.count("\n") == 1
     assert not list(tmp_path.glob("*.onnx*")) and not list(tmp_path.glob(".m.onnx*"))
+
+
+def test_an_export_that_onnxruntime_runs_differently_fails_in_one_line_and_writes_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    """The check must be able to fail: a graph whose last convolution's bias is off by 1e-3 (as a
+    wrong export could be) gives outputs 1e-3 away from PyTorch's; `srlab export` exits 1 with one
+    line naming the largest difference, and leaves no ONNX file behind."""
+    import onnx
+    from onnx import numpy_helper
+
+    _model_file(tmp_path / "m.safetensors")
+    real_save = onnx.save
+
+    def save_perturbed(graph, path, *args, **kwargs):
+        bias = [t for t in graph.graph.initializer if t.name.endswith("bias")][-1]
+        bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + 1e-3, bias.name))
+        return real_save(graph, path, *args, **kwargs)
+
+    monkeypatch.setattr(onnx, "save", save_perturbed)
+    (tmp_path / "m.onnx").write_bytes(b"an earlier export")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(tmp_path / "m.safetensors"), "--onnx", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("\n") == 1
+    assert "m.onnx: onnxruntime's output differs from PyTorch's by 1.0e-03" in err and "nothing written" in err
+    assert (tmp_path / "m.onnx").read_bytes() == b"an earlier export"  # the earlier file is kept whole
+    assert not list(tmp_path.glob(".m.onnx*"))

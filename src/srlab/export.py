@@ -18,10 +18,13 @@ from srlab.fileio import atomic_path
 
 OPSET = 17
 CHECK_SHAPE = (1, 3, 37, 53)  # non-square and odd, so a graph that fixed either side shows
+TOLERANCE = 1e-4  # largest difference allowed between onnxruntime's and PyTorch's [0, 1] outputs
 
 
-def export_onnx(model_path: Path, out: Path, opset: int = OPSET) -> dict:
-    """Write the model file `model_path` as ONNX to `out`; return its meta."""
+def export_onnx(model_path: Path, out: Path, opset: int = OPSET) -> tuple[dict, float | None]:
+    """Write the model file `model_path` as ONNX to `out`, checked against PyTorch with onnxruntime
+    before it replaces anything; return its meta and the largest difference (None: onnxruntime is
+    not installed, so it was not checked). A file that differs by more than TOLERANCE is not written."""
     import onnx
 
     model, meta = checkpoint.load_model(model_path)
@@ -57,11 +60,26 @@ def export_onnx(model_path: Path, out: Path, opset: int = OPSET) -> dict:
         }.items():
             graph.metadata_props.add(key=key, value=value)
         onnx.save(graph, str(tmp))
-    return meta
+        difference = check_onnx(model_path, tmp) if _has_onnxruntime() else None
+        if difference is not None and difference > TOLERANCE:
+            raise SrlabError(
+                f"{out}: onnxruntime's output differs from PyTorch's by {difference:.1e} on a "
+                f"{CHECK_SHAPE[2]}x{CHECK_SHAPE[3]} input, more than {TOLERANCE:.0e}; nothing written"
+            )
+    return meta, difference
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def check_onnx(model_path: Path, onnx_path: Path, shape: tuple[int, ...] = CHECK_SHAPE) -> float:
-    """Largest absolute difference between PyTorch and onnxruntime on one random input of `shape`."""
+    """Largest absolute difference between PyTorch's and onnxruntime's outputs, clamped to [0, 1] as
+    an image is saved, on one random input of `shape`."""
     try:
         import onnxruntime
     except ImportError:
@@ -71,9 +89,9 @@ def check_onnx(model_path: Path, onnx_path: Path, shape: tuple[int, ...] = CHECK
     model, _ = checkpoint.load_model(model_path)
     lr = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        expected = model(lr).numpy()
+        expected = model(lr).clamp(0, 1).numpy()
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(["sr"], {"lr": lr.numpy()})[0]
+    got = np.clip(session.run(["sr"], {"lr": lr.numpy()})[0], 0, 1)
     if got.shape != expected.shape:
         raise SrlabError(f"{onnx_path}: gives {got.shape} for {shape}, PyTorch gives {expected.shape}")
     return float(np.abs(got - expected).max())
