@@ -98,6 +98,10 @@ def _set_code_md5(stages):
     next(d for d in stages["train_mse"]["deps"] if d["path"] == "src/srlab/training.py")["md5"] = "0" * 32
 
 
+def _set_command(stages):
+    stages["evaluate"]["cmd"] += " --per-image reports/other.csv"
+
+
 def _set_param(stages):
     stages["train_perceptual"]["params"]["params.yaml"]["loss.vgg_weight"] = 0.3
 
@@ -114,6 +118,7 @@ def test_check_lock_passes_other_outputs_and_fails_other_code_or_params(tmp_path
     for change, message in (
         (_set_code_md5, "stage train_mse: its code changed (src/srlab/training.py)"),
         (_set_param, "stage train_perceptual: its params changed (params.yaml)"),
+        (_set_command, "stage evaluate: its command changed"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["check-lock", _lock_changed(tmp_path, change), "--against", committed])

@@ -241,3 +241,34 @@ def test_without_the_imagenet_backbone_the_metrics_say_lpips_was_not_computed_an
         summary, table = evaluate(params, tmp_path / "test", {"srcnn_mse": model}, tmp_path / "sr")
         assert message in summary["provenance"]["lpips"]
         assert "lpips" not in table.columns and all("lpips" not in s for s in summary["Set5"].values())
+
+
+def test_lpips_equals_the_lpips_package_called_directly_on_inputs_in_minus_one_to_one(tmp_path, photo):
+    """srlab hands uint8 images to the `lpips` package as it documents: tensors in [-1, 1] (or in
+    [0, 1] with normalize=True). The reference here builds the same network on the same backbone
+    and scales the inputs by hand; inputs left in [0, 1] as if in [-1, 1] would score far lower."""
+    import warnings
+
+    import lpips
+
+    from srlab.lpips_score import LPIPS
+
+    weights, _ = _vgg16_file(tmp_path)
+    scorer = LPIPS(weights, torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        reference = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False).eval()
+    state = torch.load(weights, weights_only=True)
+    for block in reference.net.children():
+        for index, layer in block.named_children():
+            prefix = f"features.{index}."
+            layer.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+
+    def minus_one_to_one(image):
+        return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+    other = np.clip(photo.astype(int) * 3 // 4 + 20, 0, 255).astype(np.uint8)
+    with torch.no_grad():
+        expected = float(reference(minus_one_to_one(photo), minus_one_to_one(other)))
+    assert expected > 1e-3  # random backbone weights give small distances, but not none
+    assert scorer(photo, other) == pytest.approx(expected, rel=1e-5)

@@ -229,3 +229,25 @@ def test_a_disk_too_small_for_the_reserved_rows_is_one_line_before_any_photo_is_
     with pytest.raises(store.DiskFull, match=r"out: the disk is full \(No space left on device\)"):
         prepare_split(paths, tmp_path / "out", "train", Cutting(2, 32, Degradation("bicubic"), count=3), 0)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_bilinear_and_gaussian_degradations_match_independent_references(photo):
+    """bilinear is PIL's antialiased bilinear resize; gaussian blurs each colour channel on its own
+    (scipy's 2-D Gaussian, reflected edges) and then resizes with PIL's bicubic. The channels are
+    made different first, so a blur that mixed them, or ran across them, would show."""
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    hr = mod_crop(photo, 4).copy()
+    hr[..., 1] = 255 - hr[..., 1]  # channels far apart
+    hr[: hr.shape[0] // 2, :, 2] = 0
+    h, w = hr.shape[0] // 4, hr.shape[1] // 4
+    reference = np.asarray(Image.fromarray(hr).resize((w, h), Image.Resampling.BILINEAR))
+    assert np.array_equal(downscale(hr, 4, "bilinear"), reference)
+    for sigma in (0.8, 1.6):
+        channels = [gaussian_filter(hr[..., c].astype(np.float64), sigma, mode="reflect") for c in range(3)]
+        blurred = np.clip(np.rint(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8)
+        reference = np.asarray(Image.fromarray(blurred).resize((w, h), Image.Resampling.BICUBIC))
+        got = downscale(hr, 4, "gaussian", sigma=sigma)
+        assert np.abs(got.astype(int) - reference).max() <= 1, sigma  # float32 against float64 rounding
+        assert (got != reference).mean() < 0.01, sigma

@@ -759,3 +759,21 @@ def test_ema_weights_are_validated_saved_and_resumed_exactly(tmp_path, patches, 
 def test_an_ema_decay_of_1_or_more_is_refused():
     with pytest.raises(SrlabError, match="train.ema_decay: must be less than 1.0, got 1"):
         parse_params({"train": {"ema_decay": 1}})
+
+
+def test_the_weight_average_follows_the_ramped_formula_step_by_step():
+    """ema = d * ema + (1 - d) * weights with d = min(decay, (1 + t) / (10 + t)) after t updates,
+    against a hand-computed average of a weight that moves every step (an average that moved the
+    other way, towards the newest weights, or ramped wrongly, would drift from it)."""
+    from srlab.ema import WeightAverage
+
+    layer = torch.nn.Linear(1, 1, bias=False).double()
+    layer.weight.data.fill_(0.0)
+    average, expected = WeightAverage(layer, 0.9), 0.0
+    for t in range(1, 41):
+        layer.weight.data.fill_(float(t % 7))  # weights that jump around
+        average.update(layer)
+        d = min(0.9, (1 + t) / (10 + t))
+        expected = d * expected + (1 - d) * float(t % 7)
+        assert float(average.model.weight) == pytest.approx(expected, abs=1e-12), t
+    assert average.updates == 40
