@@ -71,7 +71,7 @@ def test_random_backbone_is_seeded_and_leaves_training_rng_alone():
 def test_total_loss_is_mse_plus_weighted_perceptual():
     perceptual = build_vgg16_loss("random", 0, LayerWeights())
     out, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
-    weights = LossParams(vgg_weight=0.3).perceptual_weights()
+    weights = LossParams(vgg_weight=0.3).second_stage_weights()
     total, terms = SRLoss(build_terms(LossParams(), weights, 0, perceptual), weights)(out, target)
     torch.testing.assert_close(total, terms["l_mse"] + 0.3 * terms["l_perceptual"])
     weights = LossParams().pixel_weights()
@@ -92,7 +92,7 @@ def test_every_term_is_built_logged_and_weighted():
         resnet_weight=0.02,
         adversarial_weight=1e-3,
     )
-    weights = loss.perceptual_weights()
+    weights = loss.second_stage_weights()
     objective = SRLoss(build_terms(loss, weights, 0, perceptual, build_discriminator()), weights)
     out = torch.rand(2, 3, 32, 32, requires_grad=True)
     total, terms = objective(out, torch.rand(2, 3, 32, 32))

@@ -56,7 +56,7 @@ def test_srcnn_cli_recipe_is_the_9_1_5_note():
 def test_rescnn_recipe_is_the_four_term_note():
     p = _recipe_params("rescnn")
     assert (p.model.name, p.data.scale, p.train.batch_size, p.train.perceptual_init) == ("rescnn", 4, 16, "scratch")
-    weights = {k: w for k, w in p.loss.perceptual_weights().items() if w > 0}
+    weights = {k: w for k, w in p.loss.second_stage_weights().items() if w > 0}
     assert weights == {"mse": 1.0, "l1": 1.0, "ssim": 1.0, "perceptual": 1.0}
     nearest = _recipe_params("rescnn", "nearest")
     assert (nearest.data.degradation, nearest.eval.degradation) == ("nearest", "nearest")
@@ -68,7 +68,7 @@ def test_srgan_recipe_is_the_srresnet_srgan_note():
     assert (p.trained_size(), p.train.rotate_degrees, p.train.lr) == (128, 10.0, 1e-4)
     assert (p.model.name, p.model.discriminator, p.train.perceptual_init) == ("srresnet", "dense", "mse")
     assert p.loss.pixel_weights()["mse"] == 1.0  # SRResNet pre-trained with MSE
-    assert {k: w for k, w in p.loss.perceptual_weights().items() if w > 0} == {"vgg19": 1.0, "adversarial": 1e-3}
+    assert {k: w for k, w in p.loss.second_stage_weights().items() if w > 0} == {"vgg19": 1.0, "adversarial": 1e-3}
     assert p.eval.rgb  # the note's RGB scores beside the published Y ones
 
 
@@ -81,10 +81,10 @@ def test_johnson_recipe_is_the_perceptual_losses_note():
         1.0,
     )
     assert (p.model.name, p.data.scale, p.train.lr, p.train.batch_size) == ("johnson", 4, 1e-3, 4)
-    assert {k: w for k, w in p.loss.perceptual_weights().items() if w > 0} == {"perceptual": 1.0}
+    assert {k: w for k, w in p.loss.second_stage_weights().items() if w > 0} == {"perceptual": 1.0}
     assert p.loss.vgg_layers.nonzero() == {"relu2_2": 1.0} and p.train.perceptual_init == "scratch"
     assert _recipe_params("johnson", "x8").data.scale == 8
-    assert _recipe_params("johnson", "pixel").loss.perceptual_weights()["mse"] == 1.0
+    assert _recipe_params("johnson", "pixel").loss.second_stage_weights()["mse"] == 1.0
 
 
 def test_srlab_recipe_writes_params_yaml_keeps_its_comments_and_default_restores_it(tmp_path, capsys):
