@@ -309,6 +309,7 @@ def ctrl_c_at_a_lock_release(frame, event, arg):  # a signal lands between any t
 
 
 srlab.checkpoint.save = save_then_arm
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal starts it, whatever the test runner ignores
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -390,7 +391,10 @@ def test_ctrl_c_on_a_training_stage_exits_130_in_one_line_and_the_rerun_resumes(
         "--checkpoints",
         str(tmp_path / "ckpt"),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as a terminal starts it: Ctrl-C is delivered even where the test runner was started in the
+    # background of a shell, which ignores SIGINT in it and in every child that inherits that
+    ctrl_c_delivered = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_delivered)
     deadline = time.monotonic() + 900  # a safety net, not a timing: the event waited for is the first checkpoint
     while not (tmp_path / "ckpt" / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
