@@ -44,6 +44,13 @@ def patches(tmp_path, photo):
     return folder
 
 
+def _torchrun_two(driver, *args) -> list[str]:
+    """`torchrun --standalone --nproc_per_node 2 DRIVER ARGS...`: two gloo processes on this CPU."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(driver)] + [
+        str(a) for a in args
+    ]
+
+
 def _run_group(cmd: list[str]) -> subprocess.CompletedProcess:
     """torchrun and its workers in their own session, all killed if they outlive the timeout."""
     import os
@@ -69,20 +76,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, patches, crop):
         timeout=300,
     )
     assert one.returncode == 0, one.stderr
-    two = _run_group(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(driver),
-            str(patches),
-            str(tmp_path / "two"),
-            str(crop),
-        ]
-    )
+    two = _run_group(_torchrun_two(driver, patches, tmp_path / "two", crop))
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = (checkpoint.load(tmp_path / run / "model.pt") for run in ("one", "two"))
     # the same batches and flips, gradients averaged over two half-batches instead of one full one:
@@ -145,19 +139,7 @@ def test_srgan_under_torchrun_keeps_one_discriminator_across_ranks(tmp_path, pat
     two stay the same network, step after step (without, they would drift apart at the first)."""
     driver = tmp_path / "srgan.py"
     driver.write_text(_SRGAN_DRIVER)
-    two = _run_group(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(driver),
-            str(patches),
-            str(tmp_path / "two"),
-        ]
-    )
+    two = _run_group(_torchrun_two(driver, patches, tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
     d0, d1 = (torch.load(tmp_path / "two" / f"discriminator_rank{r}.pt") for r in (0, 1))
     weights = [k for k in d0["final"] if k.endswith(("weight", "bias"))]
