@@ -112,29 +112,45 @@ def imagenet_file(spec: Backbone) -> tuple[Path | None, str]:
     """(torchvision's ImageNet weights file for `spec`, "") from $SRLAB_DATA_MIRROR or torch's hub
     cache, checked against its published hash; or (None, why not). The reason names the places by
     their variables, not their paths: it goes into metrics, which must not change with the folder."""
+    found = _on_disk(spec)
+    if found is None:
+        return None, f"no ImageNet weights ({spec.filename} in {' or '.join(where for where, _ in _places())})"
+    problem = _hash_problem(spec, *found)
+    return (None, problem) if problem else (found[1], "")
+
+
+def _places() -> list[tuple[str, Path]]:
     mirror = os.environ.get("SRLAB_DATA_MIRROR")
-    places = ([("$SRLAB_DATA_MIRROR", Path(mirror))] if mirror else []) + [
+    return ([("$SRLAB_DATA_MIRROR", Path(mirror))] if mirror else []) + [
         ("$TORCH_HOME/hub/checkpoints", Path(torch.hub.get_dir()) / "checkpoints")
     ]
-    for name, place in places:
-        path = place / spec.filename
-        if path.is_file():
-            digest = sha256(path)
-            if not digest.startswith(spec.sha256_prefix):
-                return None, (
-                    f"{name}/{spec.filename} is not torchvision's ImageNet {spec.build.__name__.upper()} "
-                    f"(sha256 {digest[:8]}..., expected {spec.sha256_prefix}...)"
-                )
-            return path, ""
-    return None, f"no ImageNet weights ({spec.filename} in {' or '.join(name for name, _ in places)})"
+
+
+def _on_disk(spec: Backbone) -> tuple[str, Path] | None:
+    """(where, path) of the first file under torchvision's name in the places looked in, if any."""
+    return next(
+        ((where, place / spec.filename) for where, place in _places() if (place / spec.filename).is_file()), None
+    )
+
+
+def _hash_problem(spec: Backbone, where: str, path: Path) -> str:
+    """Why the file under torchvision's name is not its ImageNet weights, or "" when it is."""
+    digest = sha256(path)
+    if digest.startswith(spec.sha256_prefix):
+        return ""
+    return (
+        f"{where}/{spec.filename} is not torchvision's ImageNet {spec.build.__name__.upper()} "
+        f"(sha256 {digest[:8]}..., expected {spec.sha256_prefix}...)"
+    )
 
 
 def _imagenet_state(spec: Backbone, param: str) -> dict:
-    path, why = imagenet_file(spec)
-    if path:
-        return state_from_file(path, spec.build.__name__, spec, param)
-    if why.startswith("$"):  # a file is there under the published name, but its hash is not the published one
-        raise SrlabError(f"{param}=imagenet: {why}; delete it or use {param}=random")
+    found = _on_disk(spec)
+    if found:  # a file under the published name is used only if it is the published file
+        problem = _hash_problem(spec, *found)
+        if problem:
+            raise SrlabError(f"{param}=imagenet: {problem}; delete it or use {param}=random")
+        return state_from_file(found[1], spec.build.__name__, spec, param)
     try:
         return spec.weights.get_state_dict(progress=True, check_hash=True)  # torch.hub checks the same prefix
     except Exception as exc:  # offline, proxy, hash: all mean "not available here"
