@@ -10,11 +10,11 @@ from srlab.params import load_params
 def main():
     args = stage_paths("raw", "out", "report")
     p = load_params(args.params)
-    report = prepare(p.data, p.seed, args.raw, args.out, args.report)
+    report, workers = prepare(p.data, p.seed, args.raw, args.out, args.report)
     d = p.data
     print(
         f"prepare: {report['train']['patches']} train / {report['val']['patches']} val {d.layout} of {d.hr_size}px, "
-        f"x{d.scale} {d.degradation}, {gigabytes(report['bytes'])} with {report['workers']} workers"
+        f"x{d.scale} {d.degradation}, {gigabytes(report['bytes'])} with {workers} workers"
     )
 
 

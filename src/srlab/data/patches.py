@@ -201,9 +201,10 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def prepare(d: DataParams, seed: int, raw: Path, out: Path, report_path: Path) -> dict:
+def prepare(d: DataParams, seed: int, raw: Path, out: Path, report_path: Path) -> tuple[dict, int]:
     """The prepare stage: the train and val photos under `raw` cut into the store `out` (swapped
-    in whole at the end), and a report of every image written to `report_path`; returns the report."""
+    in whole at the end), and a report of every image written to `report_path`; returns the report
+    and the number of worker processes (not in the report: the store does not depend on it)."""
     cutting = Cutting(
         d.scale, d.hr_size, Degradation(d.degradation, d.blur_sigma), d.layout, d.patches_per_image, d.step()
     )
@@ -222,7 +223,7 @@ def prepare(d: DataParams, seed: int, raw: Path, out: Path, report_path: Path) -
     counts = {split: header_pairs(paths, cutting) for split, paths in photos.items()}
     check_room(out.parent, sum(map(sum, counts.values())) * cutting.row_bytes())
 
-    report, splits = {**meta, "workers": workers}, {}
+    report, splits = dict(meta), {}
     with staged_folder(out) as staging:
         for offset, (split, paths) in enumerate(photos.items()):
             entry, used, skipped = prepare_split(paths, staging, split, cutting, seed + offset, workers, counts[split])
@@ -234,10 +235,10 @@ def prepare(d: DataParams, seed: int, raw: Path, out: Path, report_path: Path) -
                 "skipped_files": skipped,
             }
             if entry is None:
-                write_json(report_path, {k: v for k, v in report.items() if k != "workers"})
+                write_json(report_path, report)
                 raise SrlabError(f"{raw / split}: no usable image among {len(paths)} (reasons in {report_path})")
             splits[split] = entry
         write_index(staging, meta, splits)
     report["bytes"] = sum(e[kind]["bytes"] for e in splits.values() for kind in ("hr", "lr", "corners"))
-    write_json(report_path, {k: v for k, v in report.items() if k != "workers"})  # the store does not depend on it
-    return report
+    write_json(report_path, report)
+    return report, workers
