@@ -139,7 +139,7 @@ def test_a_typo_stops_every_stage_before_it_writes_anything(tmp_path):
             text=True,
         )
     for name, proc in running.items():
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=300)
         assert proc.returncode == 1, (name, err)
         assert (
             err.strip()
@@ -179,7 +179,7 @@ def test_every_stage_depends_on_the_srlab_code_it_imports():
         for name in stages
     }
     for name, proc in running.items():
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         deps = [REPO / d for d in stages[name]["deps"]]
         for module in json.loads(out):
