@@ -288,9 +288,8 @@ def scratch_copy() -> Path:
     )
     for name in listed.stdout.splitlines():
         source = REPO / name
-        kept = name.startswith(
-            ("docs/results/", "data/photos/")
-        )  # what tests read: measured spreads, the default folder
+        # what tests read: measured spreads, the default folder, the (empty) tracked mirror and weights
+        kept = name.startswith(("docs/results/", "data/photos/", "data/mirror/", "data/weights/"))
         if source.is_file() and (kept or not name.startswith(("reports/", "docs/", "data/", "models/"))):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)

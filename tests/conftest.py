@@ -116,8 +116,11 @@ def copy_project(repo: Path, mirror: Path | None) -> tuple[Path, dict]:
         if (
             name == "dvc.lock"
             or name.startswith(("reports/", "models/", "tests/", "docs/"))
-            or (name.startswith("data/") and not name.startswith("data/photos/"))
-        ):  # the default folder source stays
+            or (
+                name.startswith("data/")
+                and not name.startswith(("data/photos/", "data/mirror/README", "data/weights/README"))
+            )
+        ):  # the default folder source, and the tracked mirror and weights folders (empty) stay
             continue
         if (REPO / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import shutil
 import tarfile
 import threading
 import zipfile
@@ -200,7 +202,7 @@ def test_download_test_sets_makes_a_mirror_once_from_the_checksummed_archive(
     assert len(RangeHandler.requests) == asked  # both sets were there: no download
     monkeypatch.setenv("SRLAB_DATA_MIRROR", str(mirror))
     assert sources.test_set_dir("Set14", tmp_path / "dl") == mirror / "Set14"
-    assert f"download-test-sets: point SRLAB_DATA_MIRROR at {mirror}" in capsys.readouterr().out
+    assert f"download-test-sets: the pipeline reads {mirror} when data.mirror names it" in capsys.readouterr().out
 
 
 def test_mirror_folder_is_used_before_the_network(tmp_path, monkeypatch):
@@ -210,6 +212,48 @@ def test_mirror_folder_is_used_before_the_network(tmp_path, monkeypatch):
     monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path / "missing"))
     with pytest.raises(SrlabError, match="SRLAB_DATA_MIRROR=.*is not a folder"):
         sources.test_set_dir("Set14", tmp_path / "downloads")
+
+
+def test_the_tracked_mirror_is_used_before_srlab_data_mirror_which_is_named_when_used(tmp_path, photo):
+    """data.mirror (which DVC hashes) first, then $SRLAB_DATA_MIRROR (which it cannot see, and the
+    stage says so); the manifest records which, by name; a data.mirror that is not a folder is one line."""
+    from PIL import Image
+
+    env_mirror, photos, out = tmp_path / "mirror", tmp_path / "photos", tmp_path / "raw"
+    for folder in (env_mirror / "Set5", tmp_path / "tracked" / "Set5", photos):
+        folder.mkdir(parents=True)
+    Image.fromarray(photo).save(env_mirror / "Set5" / "baby.png")
+    Image.fromarray(photo[::-1]).save(tmp_path / "tracked" / "Set5" / "baby.png")
+    for i in range(3):
+        Image.fromarray(photo[i:]).save(photos / f"{i}.png")
+    params = {"data": {"train_source": "folder", "train_dir": str(photos)}, "eval": {"sets": ["Set5"]}}
+    args = ("--out", out, "--downloads", tmp_path / "dl")
+
+    def run(data_mirror: Path):
+        done = _stage(
+            "download",
+            {**params, "data": {**params["data"], "mirror": str(data_mirror)}},
+            tmp_path,
+            *args,
+            env={"SRLAB_DATA_MIRROR": str(env_mirror)},
+        )
+        manifest = json.loads((out / "manifest.json").read_text()) if done.returncode == 0 else None
+        return done, manifest
+
+    done, manifest = run(tmp_path / "tracked")
+    assert done.returncode == 0 and "DVC cannot see" not in done.stderr, done.stderr
+    assert manifest["test"]["Set5"]["from"] == "data.mirror"
+    assert (out / "test/Set5/baby.png").read_bytes() == (tmp_path / "tracked/Set5/baby.png").read_bytes()
+    shutil.rmtree(tmp_path / "tracked" / "Set5")
+    done, manifest = run(tmp_path / "tracked")
+    assert done.returncode == 0 and manifest["test"]["Set5"]["from"] == "SRLAB_DATA_MIRROR"
+    assert "Set5 from $SRLAB_DATA_MIRROR, which DVC cannot see;" in done.stderr
+    assert (out / "test/Set5/baby.png").read_bytes() == (env_mirror / "Set5/baby.png").read_bytes()
+    done, _ = run(tmp_path / "no such folder")
+    assert (
+        done.returncode == 1
+        and done.stderr.strip() == f"download: error: data.mirror: {str(tmp_path / 'no such folder')!r} is not a folder"
+    )
 
 
 def _png(photo, seed: int, fmt: str = "PNG") -> bytes:
@@ -301,6 +345,9 @@ def _stage(script: str, params: dict, tmp_path: Path, *args, env: dict | None = 
     import yaml
     from conftest import REPO
 
+    if script == "download":  # data.mirror: an empty one, not the repository's data/mirror
+        (tmp_path / "tracked").mkdir(exist_ok=True)
+        params = {**params, "data": {"mirror": str(tmp_path / "tracked"), **params.get("data", {})}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run(
         [sys.executable, f"stages/{script}.py", "--params", str(tmp_path / "params.yaml"), *map(str, args)],
@@ -336,7 +383,7 @@ def test_a_failed_download_stage_keeps_the_old_output_and_leaves_no_staging_fold
     )
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0 and "checksum mismatch" in done.stderr
     assert (out / "kept.txt").read_text() == "the previous run"  # copied photos and Set5 went with the staging folder
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "params.yaml", "photos", "raw"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "params.yaml", "photos", "raw", "tracked"]
 
 
 def test_a_failed_prepare_stage_keeps_the_old_store_and_leaves_no_staging_folder(tmp_path, photo):

@@ -196,3 +196,16 @@ def test_a_bare_off_reads_as_off_though_yaml_1_1_makes_it_false():
     assert parse_params(yaml.safe_load("eval: {lpips: off}")).eval.lpips == "off"
     with pytest.raises(SrlabError, match="eval.lpips: 'on' is not one of auto, off"):
         parse_params({"eval": {"lpips": True}})
+
+
+def test_every_stage_that_reads_a_weights_path_depends_on_data_weights():
+    """A weights file named by loss.*_init and kept in data/weights is hashed by DVC only for the
+    stages that list the folder: every stage that reads one of those params must (download only
+    checks that ImageNet files can be had)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    inits = {"loss", "loss.vgg_init", "loss.vgg19_init", "loss.resnet_init"}
+    readers = {name for name, stage in stages.items() if inits & set(stage.get("params", []))} - {"download"}
+    assert readers == {"train_mse", "train_perceptual", "evaluate", "plots"}
+    for name in readers:
+        assert "data/weights" in stages[name]["deps"], name
+    assert "${data.mirror}" in stages["download"]["deps"] and "${data.train_dir}" in stages["download"]["deps"]

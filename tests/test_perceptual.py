@@ -1,5 +1,7 @@
 """The VGG16 perceptual loss: which layers are tapped, how they are weighted, and that VGG is frozen."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -142,6 +144,21 @@ def test_weights_from_a_file_are_loaded_without_unpickling_code(tmp_path, featur
     torch.save({"weight": torch.zeros(1)}, bad)
     with pytest.raises(SrlabError, match="not a torchvision VGG16 state dict"):
         backbones.vgg16_features(str(bad), seed=0)
+
+
+def test_a_weights_file_outside_data_weights_is_named_as_one_dvc_does_not_see(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # stages run at the project's root, where data/weights is
+    (tmp_path / "data" / "weights").mkdir(parents=True)
+    state = torchvision_vgg_state()
+    for name in ("data/weights/vgg.pth", "elsewhere/vgg.pth"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, name)
+    backbones.vgg16_features("data/weights/vgg.pth", seed=0)
+    assert capsys.readouterr().err == ""
+    backbones.vgg16_features(str(tmp_path / "elsewhere/vgg.pth"), seed=0)
+    err = capsys.readouterr().err
+    assert err.startswith("loss.vgg_init: ") and "outside data/weights/, which DVC hashes" in err
+    assert err.count("\n") == 1
 
 
 def test_imagenet_weights_are_used_only_with_the_published_hash_and_provenance_records_it(tmp_path, monkeypatch):

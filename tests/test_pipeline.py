@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -257,11 +258,14 @@ def test_empty_training_folder_stops_with_one_line(project, tmp_path):
 
 @pytest.mark.slow
 def test_dvc_sees_a_folder_source_by_content(tmp_path, photo):
-    """Adding, changing or removing a photo of `data.train_dir` makes `dvc status` name the
-    download stage, and `dvc repro` re-run it: the folder is a dependency, not just a param value."""
+    """Adding, changing or removing a photo of `data.train_dir`, or an image of a test set in the
+    data mirror `data.mirror`, makes `dvc status` name the download stage, and `dvc repro` re-run
+    it: the folders are dependencies, not just param values."""
     from PIL import Image
 
     repo, env = copy_project(tmp_path / "project", mirror_or_skip())
+    set5 = repo / "data" / "mirror" / "Set5"
+    shutil.copytree(mirror_or_skip() / "Set5", set5)
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(4):
@@ -274,16 +278,18 @@ def test_dvc_sees_a_folder_source_by_content(tmp_path, photo):
     assert _stages_run(_run("dvc repro prepare", repo, env).stdout) == {"download", "prepare"}
     assert "up to date" in _run("dvc status --with-deps prepare", repo, env).stdout
 
-    def status_names_download_alone(change) -> None:
+    def status_names_download_alone(change, folder=photos) -> None:
         change()
         status = _run("dvc status --with-deps prepare", repo, env).stdout
-        assert re.findall(r"^(\w+):", status, re.M) == ["download"] and str(photos) in status, status
+        assert re.findall(r"^(\w+):", status, re.M) == ["download"] and str(folder) in status, status
         assert _stages_run(_run("dvc repro prepare", repo, env).stdout) == {"download", "prepare"}
         assert "up to date" in _run("dvc status --with-deps prepare", repo, env).stdout
 
     status_names_download_alone(lambda: Image.fromarray(photo[::-1]).save(photos / "added.png"))
     status_names_download_alone(lambda: Image.fromarray(photo[:, ::-1]).save(photos / "added.png"))
     status_names_download_alone(lambda: (photos / "0.png").unlink())
+    status_names_download_alone(lambda: shutil.copyfile(set5 / "baby.png", set5 / "baby2.png"), "data/mirror")
+    status_names_download_alone(lambda: Image.fromarray(photo).save(set5 / "baby2.png"), "data/mirror")
     manifest = json.loads((repo / "data" / "raw" / "manifest.json").read_text())
     assert sorted(n.split("_", 1)[1] for n in manifest["train"] + manifest["val"]) == [
         "1.png",
@@ -291,3 +297,4 @@ def test_dvc_sees_a_folder_source_by_content(tmp_path, photo):
         "3.png",
         "added.png",
     ]
+    assert manifest["test"]["Set5"]["from"] == "data.mirror" and "baby2.png" in manifest["test"]["Set5"]["md5"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,10 +70,27 @@ def backbone(name: str, init: str, seed: int, param: str = "loss.vgg_init") -> n
             model = spec.build(weights=None)
     else:
         model = spec.build(weights=None)
-        state = _imagenet_state(spec, param) if init == "imagenet" else state_from_file(Path(init), name, spec, param)
+        if init == "imagenet":
+            state = _imagenet_state(spec, param)
+        else:
+            _say_if_untracked(Path(init), param)
+            state = state_from_file(Path(init), name, spec, param)
         model.load_state_dict(state)
     model.eval().requires_grad_(False)
     return model
+
+
+TRACKED_WEIGHTS = Path("data/weights")  # a DVC dependency of every stage that reads loss.*_init
+
+
+def _say_if_untracked(path: Path, param: str) -> None:
+    """One line when a weights file lies outside data/weights: DVC will not see it change in place
+    (its SHA-256 still goes into provenance and the resume fingerprint)."""
+    if TRACKED_WEIGHTS.resolve() not in path.resolve().parents:
+        print(
+            f"{param}: {path} is outside {TRACKED_WEIGHTS}/, which DVC hashes; it will not see this file change",
+            file=sys.stderr,
+        )
 
 
 def used_by(loss) -> list[tuple[str, str, str]]:
@@ -111,10 +129,11 @@ def sha256(path: Path) -> str:
 def imagenet_file(spec: Backbone) -> tuple[Path | None, str]:
     """(torchvision's ImageNet weights file for `spec`, "") from $SRLAB_DATA_MIRROR or torch's hub
     cache, checked against its published hash; or (None, why not). The reason names the places by
-    their variables, not their paths: it goes into metrics, which must not change with the folder."""
+    their variables, not their paths, whether set or not: it goes into metrics, which must not change
+    with the machine."""
     found = _on_disk(spec)
     if found is None:
-        return None, f"no ImageNet weights ({spec.filename} in {' or '.join(where for where, _ in _places())})"
+        return None, f"no ImageNet weights ({spec.filename} in $SRLAB_DATA_MIRROR or $TORCH_HOME/hub/checkpoints)"
     problem = _hash_problem(spec, *found)
     return (None, problem) if problem else (found[1], "")
 

@@ -75,7 +75,10 @@ def download_test_sets(args) -> None:
 
     for folder in fill_mirror(args.folder, args.sets):
         print(f"{folder}: {sum(1 for _ in folder.iterdir())} images")
-    print(f"download-test-sets: point SRLAB_DATA_MIRROR at {args.folder}")
+    print(
+        f"download-test-sets: the pipeline reads {args.folder} when data.mirror names it "
+        "(data/mirror by default; or -S data.mirror=DIR)"
+    )
 
 
 def inspect(args) -> None:
@@ -335,10 +338,13 @@ def _add_model_tools(commands) -> None:
     ex.set_defaults(func=export)
 
     dl = commands.add_parser(
-        "download-test-sets", help="make a data mirror of the test sets from their official archive"
+        "download-test-sets",
+        help="make a data mirror of the test sets from their official archive (or $SRLAB_DATA_MIRROR)",
     )
     dl.add_argument(
-        "folder", type=Path, help="the mirror folder (e.g. ~/.cache/srlab/data); SRLAB_DATA_MIRROR then points here"
+        "folder",
+        type=Path,
+        help="the mirror folder: data/mirror, which DVC tracks, or one that data.mirror or SRLAB_DATA_MIRROR names",
     )
     dl.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=TEST_SETS)
     dl.set_defaults(func=download_test_sets)

@@ -37,6 +37,7 @@ def _rule(**kwargs) -> dict:
 class DataParams:
     train_source: str = field(default="sample", **_rule(choices=SOURCES))
     train_dir: str = "data/photos"  # a dependency of the download stage in dvc.yaml: DVC hashes the folder
+    mirror: str = "data/mirror"  # likewise: datasets used in place of downloads, looked in before $SRLAB_DATA_MIRROR
     train_images: int = field(default=1000, **_rule(min=1))
     val_images: int = field(default=200, **_rule(min=1))
     scale: int = field(default=2, **_rule(choices=(2, 3, 4, 8)))

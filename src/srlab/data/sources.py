@@ -1,7 +1,9 @@
 """Where images come from: the embedded sample photos, a user's folder, VOC2011, DIV2K, and the test sets.
 
-Remote datasets are looked up in $SRLAB_DATA_MIRROR first (an extracted folder with the name in
-`mirror`, or the official archive file), then downloaded with a checksum and extracted safely.
+Remote datasets are looked up in the data mirrors first (an extracted folder with the name in
+`mirror`, or the official archive file), then downloaded with a checksum and extracted safely. The
+pipeline's mirror is `data.mirror` (data/mirror/), a dependency of the download stage, so DVC
+hashes what is in it; $SRLAB_DATA_MIRROR, looked in next, is an environment variable DVC cannot see.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +31,7 @@ class RemoteArchive:
     url: str
     md5: str
     inner: str  # folder inside the extracted archive that holds the HR images
-    mirror: str  # name of the same folder, extracted, in $SRLAB_DATA_MIRROR
+    mirror: str  # name of the same folder, extracted, in a data mirror
 
     @property
     def filename(self) -> str:
@@ -94,18 +97,18 @@ def folder_images(folder: str | Path) -> list[Path]:
 
 
 def training_split(
-    source: str, train_dir: str, n_train: int, n_val: int, seed: int, downloads: Path
+    source: str, train_dir: str, n_train: int, n_val: int, seed: int, downloads: Path, mirror: Path | None = None
 ) -> tuple[list[Path], list[Path]]:
     """The train and val photos of `source`, drawn deterministically from `seed`.
 
     DIV2K keeps its official split (val from the valid archive); the others split one pool.
     """
     if source == "div2k":
-        train = _nonempty(archive_images(DIV2K_TRAIN, downloads), "div2k train")
-        val = _nonempty(archive_images(DIV2K_VALID, downloads), "div2k valid")
+        train = _nonempty(archive_images(DIV2K_TRAIN, downloads, mirror), "div2k train")
+        val = _nonempty(archive_images(DIV2K_VALID, downloads, mirror), "div2k valid")
         return _draw(train, n_train, seed), _draw(val, n_val, seed)
     if source == "voc2011":
-        pool = _nonempty(archive_images(VOC2011, downloads), "voc2011")
+        pool = _nonempty(archive_images(VOC2011, downloads, mirror), "voc2011")
     elif source == "folder":
         pool = _nonempty(folder_images(train_dir), f"data.train_dir={train_dir!r}")
     else:
@@ -146,23 +149,32 @@ def mirror_dir() -> Path | None:
     return Path(value)
 
 
-def test_set_dir(name: str, downloads: Path) -> Path:
-    """The folder of HR images of test set `name`, from the mirror or a verified download."""
-    return archive_dir(TEST_SETS[name], downloads)
+def mirrors(tracked: Path | None = None) -> list[Path]:
+    """The mirror folders to look in, first to last: `tracked` (the pipeline's data.mirror), then
+    $SRLAB_DATA_MIRROR."""
+    return [m for m in (tracked, mirror_dir()) if m is not None]
 
 
-def archive_images(remote: RemoteArchive, downloads: Path) -> list[Path]:
-    return sorted(p for p in archive_dir(remote, downloads).rglob("*") if is_image_file(p))
+def test_set_dir(name: str, downloads: Path, mirror: Path | None = None) -> Path:
+    """The folder of HR images of test set `name`, from a mirror or a verified download."""
+    return archive_dir(TEST_SETS[name], downloads, mirror)
 
 
-def archive_dir(remote: RemoteArchive, downloads: Path) -> Path:
-    """The extracted image folder of `remote`: the mirror's copy, or a verified download."""
-    mirror = mirror_dir()
-    if mirror and (mirror / remote.mirror).is_dir():
-        return mirror / remote.mirror
+def archive_images(remote: RemoteArchive, downloads: Path, mirror: Path | None = None) -> list[Path]:
+    return sorted(p for p in archive_dir(remote, downloads, mirror).rglob("*") if is_image_file(p))
+
+
+def archive_dir(remote: RemoteArchive, downloads: Path, mirror: Path | None = None) -> Path:
+    """The extracted image folder of `remote`: a mirror's copy (`mirror`, then $SRLAB_DATA_MIRROR),
+    or a verified download."""
+    folders = mirrors(mirror)
+    for folder in folders:
+        if (folder / remote.mirror).is_dir():
+            return folder / remote.mirror
     archive = downloads / remote.filename
-    if mirror and (mirror / remote.filename).is_file():
-        archive = mirror / remote.filename
+    mirrored = [folder / remote.filename for folder in folders if (folder / remote.filename).is_file()]
+    if mirrored:
+        archive = mirrored[0]
         if file_md5(archive) != remote.md5:
             raise SrlabError(f"{archive}: checksum mismatch (expected md5 {remote.md5})")
     else:
@@ -209,7 +221,11 @@ def download(p: Params, out: Path, downloads: Path) -> dict:
     folder swapped in at the end, so a failed run leaves no half a dataset. Returns the manifest."""
     require_imagenet(p.loss, p.seed)
     d = p.data
-    train, val = training_split(d.train_source, d.train_dir, d.train_images, d.val_images, p.seed, downloads)
+    tracked = Path(d.mirror)
+    if not tracked.is_dir():
+        raise SrlabError(f"data.mirror: {d.mirror!r} is not a folder")
+    train, val = training_split(d.train_source, d.train_dir, d.train_images, d.val_images, p.seed, downloads, tracked)
+    origins = {d.train_source: _origin(train[0], tracked)} if d.train_source in ("voc2011", "div2k") else {}
     with staged_folder(out) as staging:
         manifest = {
             "source": d.train_source if d.train_source != "folder" else f"folder {d.train_dir}",
@@ -217,13 +233,27 @@ def download(p: Params, out: Path, downloads: Path) -> dict:
             "val": copy_images(val, staging / "val", numbered=True),
             "test": {},
         }
-        mirror = mirror_dir()
         for name in p.eval.sets:
-            found = test_set_dir(name, downloads)
+            found = test_set_dir(name, downloads, tracked)
             files = sorted(f for f in found.iterdir() if f.is_file())
             copy_images(files, staging / "test" / name, numbered=False)
-            # the source kind, not its path: the output must hash the same on every machine
-            origin = MIRROR_VARIABLE if mirror and mirror in found.parents else TEST_SETS[name].url
-            manifest["test"][name] = {"from": origin, "md5": {f.name: file_md5(f) for f in files}}
+            origins[name] = _origin(found, tracked) or TEST_SETS[name].url
+            manifest["test"][name] = {"from": origins[name], "md5": {f.name: file_md5(f) for f in files}}
         write_json(staging / "manifest.json", manifest)
+    untracked = [name for name, origin in origins.items() if origin == MIRROR_VARIABLE]
+    if untracked:
+        print(
+            f"download: {', '.join(untracked)} from ${MIRROR_VARIABLE}, which DVC cannot see; "
+            f"to have DVC track them, put them in data.mirror ({tracked})",
+            file=sys.stderr,
+        )
     return manifest
+
+
+def _origin(found: Path, tracked: Path) -> str | None:
+    """Which mirror `found` is in, by name, not path (the output must hash the same on every
+    machine); None when it is not in one."""
+    if tracked in found.parents:
+        return "data.mirror"
+    env = mirror_dir()
+    return MIRROR_VARIABLE if env and env in found.parents else None
