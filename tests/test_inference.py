@@ -110,13 +110,87 @@ def test_cli_bad_input_is_one_line(tmp_path, srcnn, photo, capsys, case, message
     assert stop.value.code == 1 and len(err) == 1 and message in err[0] and "Traceback" not in err[0]
 
 
-def test_histogram_matching_keeps_size_and_moves_colours_to_the_reference(photo):
+def _cdf_matched(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Histogram matching of one channel by hand: each source value goes to the reference value at
+    the same quantile, interpolated, then rounded."""
+    values, inverse, counts = np.unique(source.ravel(), return_inverse=True, return_counts=True)
+    ref_values, ref_counts = np.unique(reference.ravel(), return_counts=True)
+    quantiles = np.cumsum(counts) / source.size
+    ref_quantiles = np.cumsum(ref_counts) / reference.size
+    return np.rint(np.interp(quantiles, ref_quantiles, ref_values))[inverse].reshape(source.shape)
+
+
+def test_histogram_matching_matches_each_channel_on_its_own_and_rounds(photo):
     from srlab.inference import histogram_match
 
-    dark = (photo // 2).astype(np.uint8)
-    matched = histogram_match(dark, photo)
-    assert matched.shape == dark.shape and matched.dtype == np.uint8
-    assert abs(matched.mean() - photo.mean()) < abs(dark.mean() - photo.mean()) / 10
+    source = np.ascontiguousarray(np.dstack([photo[..., 2] // 2, photo[..., 0], 255 - photo[..., 1]]))
+    matched = histogram_match(source, photo)
+    assert matched.shape == source.shape and matched.dtype == np.uint8
+    for c in range(3):  # a joint matching would mix the channels' values; a truncating one is 0.5 darker
+        assert np.array_equal(matched[..., c], _cdf_matched(source[..., c], photo[..., c])), c
+
+
+def test_histogram_matched_scores_match_each_output_to_its_lr_input_made_by_eval_degradation(tmp_path, srcnn, photo):
+    """Matching to the ground truth would leak it into the score; eval.degradation, not
+    data.degradation, makes the input."""
+    from srlab.data.degrade import downscale
+    from srlab.evaluation import evaluate
+    from srlab.inference import histogram_match
+    from srlab.params import parse_params
+
+    (tmp_path / "test" / "Set5").mkdir(parents=True)
+    hr = photo[:48, :40]
+    Image.fromarray(hr).save(tmp_path / "test" / "Set5" / "a.png")
+    params = parse_params(
+        {
+            "data": {"degradation": "bicubic"},
+            "eval": {"sets": ["Set5"], "histogram_match": True, "degradation": "bilinear"},
+            "train": {"device": "cpu"},
+        }
+    )
+    evaluate(params, tmp_path / "test", {"srcnn_mse": _model_file(tmp_path, srcnn)}, tmp_path / "sr")
+    out = {
+        m: np.asarray(Image.open(tmp_path / "sr" / "Set5" / m / "a.png")) for m in ("srcnn_mse", "srcnn_mse_histmatch")
+    }
+    lr = downscale(hr, 2, "bilinear", 1.0)
+    assert np.array_equal(out["srcnn_mse"], super_resolve(srcnn, lr, "cpu"))
+    assert np.array_equal(out["srcnn_mse_histmatch"], histogram_match(out["srcnn_mse"], lr))
+    assert not np.array_equal(out["srcnn_mse_histmatch"], histogram_match(out["srcnn_mse"], hr))
+
+
+class _Recording(torch.nn.Module):
+    """A model that records the largest input it is given."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.scale, self.largest = model, model.scale, 0
+
+    def forward(self, x):
+        self.largest = max(self.largest, x.shape[-1] * x.shape[-2])
+        return self.model(x)
+
+
+def test_cli_tile_and_histogram_match_take_effect(tmp_path, srcnn, photo, monkeypatch):
+    from srlab.inference import histogram_match
+
+    lr = photo[:40, :30]
+    Image.fromarray(lr).save(tmp_path / "a.png")
+    model = _Recording(srcnn)
+    monkeypatch.setattr(checkpoint, "load_model", lambda path: (model, {"scale": 2}))
+
+    def run(*options):
+        main(
+            ["super-resolve", "--checkpoint", "m.pt", "--out", str(tmp_path / "out"), *options, str(tmp_path / "a.png")]
+        )
+        return np.asarray(Image.open(tmp_path / "out" / "a_x2.png"))
+
+    plain = run()
+    assert model.largest == 40 * 30 and np.array_equal(plain, super_resolve(srcnn, lr, "cpu"))
+    model.largest = 0
+    tiled = run("--tile", "16", "--overlap", "4")
+    assert model.largest <= (16 + 2 * 4) ** 2 and np.abs(tiled.astype(int) - plain).max() <= 1
+    matched = run("--histogram-match")
+    assert np.array_equal(matched, histogram_match(plain, lr)) and not np.array_equal(matched, plain)
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,8 @@ def test_johnson_recipe_is_the_perceptual_losses_note():
     assert (p.model.name, p.data.scale, p.train.lr, p.train.batch_size) == ("johnson", 4, 1e-3, 4)
     assert {k: w for k, w in p.loss.second_stage_weights().items() if w > 0} == {"perceptual": 1.0}
     assert p.loss.vgg_layers.nonzero() == {"relu2_2": 1.0} and p.train.perceptual_init == "scratch"
+    assert (p.data.train_images, p.data.val_images, p.loss.vgg_init) == (800, 100, "imagenet")
+    assert (p.eval.degradation, p.loss.pixel_in_perceptual) == ("gaussian", False)  # test inputs blurred alike
     assert _recipe_params("johnson", "x8").data.scale == 8
     assert _recipe_params("johnson", "pixel").loss.second_stage_weights()["mse"] == 1.0
 
@@ -98,6 +100,17 @@ def test_srlab_recipe_writes_params_yaml_keeps_its_comments_and_default_restores
     assert parse_params(yaml.safe_load(text)) == _recipe_params("srgan")
     main(["recipe", "default", "--params", str(params), "--recipes", str(REPO / "recipes")])
     assert yaml.safe_load(params.read_text()) == yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_a_recipe_applied_after_any_other_gives_its_own_params_and_nothing_of_the_other(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    for first in NOTES:
+        for second in NOTES:
+            params.write_text((REPO / "params.yaml").read_text())
+            for name in (first, second):
+                main(["recipe", name, "--params", str(params), "--recipes", str(REPO / "recipes")])
+            assert parse_params(yaml.safe_load(params.read_text())) == _recipe_params(second), (first, second)
+    capsys.readouterr()
 
 
 def test_a_bad_recipe_is_one_line_and_params_yaml_is_untouched(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from srlab import checkpoint
 from srlab.data.patches import Degradation, crop_pairs
 from srlab.data.store import save_pairs
 from srlab.errors import SrlabError
+from srlab.models.srcnn import SRCNN
 from srlab.params import parse_params
 from srlab.training import TrainJob, train
 
@@ -88,7 +90,10 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, patches, monkeypa
         assert torch.equal(value, straight[key]), key
 
 
-@pytest.mark.parametrize("change", ["nothing", "params", "code", "data", "weights"])
+_SRCNN_META = {"arch": "srcnn", "scale": 2, "upsample": "bicubic", "residual": True}
+
+
+@pytest.mark.parametrize("change", ["nothing", "params", "code", "data", "weights", "init"])
 def test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data(
     tmp_path, patches, photo, rng, monkeypatch, change
 ):
@@ -99,7 +104,9 @@ def test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data(
     weights = tmp_path / "vgg16.pth"  # loss.vgg_init as a path: the file's content counts, not its name
     torch.save(vgg16(weights=None).state_dict(), weights)
     loss = {"vgg_init": str(weights)} if change in ("nothing", "weights") else None
-    train(_job(tmp_path, patches, "a", loss, epochs=1))
+    start = tmp_path / "start.pt"  # the model a stage starts from (train_perceptual: the MSE model)
+    checkpoint.save(start, {"model": SRCNN(scale=2).state_dict(), "meta": _SRCNN_META})
+    train(dataclasses.replace(_job(tmp_path, patches, "a", loss, epochs=1), init_from=start))
     real_save, epochs_trained = checkpoint.save, []
 
     def counting_save(path, payload):
@@ -113,9 +120,33 @@ def test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data(
         save_pairs(patches, "train", crop_pairs(photo[:, ::-1], 2, 16, 24, Degradation("bicubic"), rng))
     if change == "weights":  # other weights under the same path
         torch.save(vgg16(weights=None).state_dict(), weights)
-    train(_job(tmp_path, patches, "a", loss, epochs=1, **({"lr": 0.01} if change == "params" else {})))
+    if change == "init":  # another start model under the same path
+        checkpoint.save(start, {"model": SRCNN(scale=2).state_dict(), "meta": _SRCNN_META})
+    job = _job(tmp_path, patches, "a", loss, epochs=1, **({"lr": 0.01} if change == "params" else {}))
+    train(dataclasses.replace(job, init_from=start))
     # the same job resumes after its last epoch and trains nothing; any change trains epoch 1 afresh
     assert epochs_trained == ([] if change == "nothing" else [1])
+
+
+def test_the_code_digest_covers_every_python_file_of_the_package_by_content(tmp_path):
+    import shutil
+
+    import srlab
+    from srlab.training import _code_digest
+
+    package = Path(srlab.__file__).parent
+    copy = tmp_path / "srlab"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert _code_digest(copy) == _code_digest(package)  # by content and relative name, not location
+    (copy / "README.txt").write_text("not code")
+    assert _code_digest(copy) == _code_digest(package)
+    for edit in ("losses/perceptual.py", "data/loader.py", "training.py"):  # nested modules too
+        original = (copy / edit).read_text()
+        (copy / edit).write_text(original + "\n# edited\n")
+        assert _code_digest(copy) != _code_digest(package), edit
+        (copy / edit).write_text(original)
+    (copy / "models" / "new.py").write_text("")
+    assert _code_digest(copy) != _code_digest(package)  # a new module counts
 
 
 def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, patches, monkeypatch):
@@ -161,9 +192,13 @@ def test_epoch_samples_draws_a_new_random_subset_of_the_pairs_each_epoch(tmp_pat
 
 
 def test_model_file_loads_weights_only_and_refuses_other_scales(tmp_path, patches):
-    train(_job(tmp_path, patches, "m", epochs=1))
+    job = _job(tmp_path, patches, "m", {"vgg_weight": 0.5, "vgg_layers": {"relu2_2": 1.0}}, epochs=1, lr=3e-4)
+    train(job)
     model, meta = checkpoint.load_model(tmp_path / "m" / "model.pt", scale=2)
     assert meta["arch"] == "srcnn" and "random init" in meta["backbone"]
+    # the header holds the params the model was trained with, not the defaults
+    assert meta["params"] == job.params.to_dict() and meta["params"]["train"]["lr"] == 3e-4
+    assert meta["params"]["loss"]["vgg_layers"]["relu2_2"] == 1.0 and len(meta["history"]) == 1
     with pytest.raises(SrlabError, match="trained for x2, but data.scale is 3"):
         checkpoint.load_model(tmp_path / "m" / "model.pt", scale=3)
 
@@ -725,7 +760,7 @@ def test_ema_weights_are_validated_saved_and_resumed_exactly(tmp_path, patches, 
     from srlab.ema import WeightAverage
 
     plain = train(_job(tmp_path, patches, "plain", epochs=3))
-    straight = train(_job(tmp_path, patches, "ema", epochs=3, ema_decay=0.9))
+    straight = train(_job(tmp_path, patches, "ema", epochs=3, ema_decay=0.9, save_every=1))
     assert straight["history"] != plain["history"]
     assert train(_job(tmp_path, patches, "off", epochs=3, ema_decay=0.0))["history"] == plain["history"]
     # the model file holds the average: not the last step's weights, which last.pt keeps
@@ -734,6 +769,14 @@ def test_ema_weights_are_validated_saved_and_resumed_exactly(tmp_path, patches, 
     assert all(torch.equal(model_file[k], v) for k, v in state["ema"]["model"].items())
     assert not all(torch.equal(model_file[k], v) for k, v in state["model"].items())
     assert state["ema"]["updates"] == 3 * 24 // 8  # one update per step
+    # each best checkpoint holds the average of its epoch, which made the score it records
+    for metric in ("psnr", "ssim"):
+        best = checkpoint.load(tmp_path / "ema" / "ckpt" / f"best_{metric}.pt")
+        epoch = best["meta"]["epoch"]
+        averaged = checkpoint.load(tmp_path / "ema" / "ckpt" / f"epoch_{epoch:04d}.pt")["ema"]["model"]
+        assert all(torch.equal(best["model"][k], v) for k, v in averaged.items()), metric
+        assert best["meta"][f"val_{metric}"] == max(row[f"val/{metric}"] for row in straight["history"])
+        assert straight["history"][epoch - 1][f"val/{metric}"] == best["meta"][f"val_{metric}"]
 
     calls = []  # interrupted after 2 epochs, resumed to 3
     real_save = checkpoint.save

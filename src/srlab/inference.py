@@ -25,10 +25,13 @@ def _to_float(t: torch.Tensor) -> np.ndarray:
 
 
 def histogram_match(sr: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Match each colour channel's histogram of `sr` to `reference` (e.g. the LR input)."""
+    """Match each colour channel's histogram of `sr` to `reference` (e.g. the LR input), rounded.
+    One channel at a time: with `channel_axis`, skimage writes its float result into a uint8 array,
+    which truncates (0.5 darker on average)."""
     from skimage.exposure import match_histograms
 
-    return np.clip(np.rint(match_histograms(sr, reference, channel_axis=-1)), 0, 255).astype(np.uint8)
+    matched = np.stack([match_histograms(sr[..., c], reference[..., c]) for c in range(sr.shape[-1])], axis=-1)
+    return np.clip(np.rint(matched), 0, 255).astype(np.uint8)
 
 
 @torch.no_grad()

@@ -596,9 +596,8 @@ def dvclive_logger(live) -> Callable[[dict], None]:
     return log
 
 
-def _code_digest() -> str:
+def _code_digest(package: Path = Path(__file__).parent) -> str:
     """srlab's own source: after a code change DVC re-runs the stage, and it must not resume."""
-    package = Path(__file__).parent
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
