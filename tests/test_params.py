@@ -209,3 +209,172 @@ def test_every_stage_that_reads_a_weights_path_depends_on_data_weights():
     for name in readers:
         assert "data/weights" in stages[name]["deps"], name
     assert "${data.mirror}" in stages["download"]["deps"] and "${data.train_dir}" in stages["download"]["deps"]
+
+
+# Read by a stage but deliberately not in its dvc.yaml params: the outputs do not depend on them.
+_UNLISTED_READS = {
+    "prepare": {"data.workers"},  # the store is byte-identical whatever the number of workers
+}
+# Listed for a stage that reads them only where this test's switches do not reach.
+_LISTED_UNREAD: dict[str, set[str]] = {}
+
+
+def _stage_commands() -> dict[str, list[str]]:
+    import shlex
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {name: shlex.split(stage["cmd"])[1:] for name, stage in stages.items()}
+
+
+def _listed(stage: dict) -> set[str]:
+    """A stage's dvc.yaml params, a whole section (`loss`) expanded into its keys."""
+    sections = {f.name: f.type for f in dataclasses.fields(Params)}
+    listed = set()
+    for entry in stage.get("params", []):
+        if entry in sections and entry != "seed":
+            section = getattr(Params(), entry)
+            listed |= {f"{entry}.{f.name}" for f in dataclasses.fields(section)}
+        else:
+            listed.add(entry)
+    return listed
+
+
+def test_each_stage_reads_exactly_the_params_dvc_yaml_lists_for_it(tmp_path, photo, monkeypatch):
+    """DVC re-runs a stage only for the params it lists: a param read but not listed leaves stale
+    outputs after `dvc exp run -S`, one listed but never read re-runs it for nothing. Each stage is
+    run from its dvc.yaml command on tiny data with every switch that changes what is read turned on
+    (both store layouts; perceptual, adversarial, EMA, rotation, crops, self-ensemble, histogram
+    matching, LPIPS, RGB scores), recording every field of params read through the library. The
+    whole params go into model-file headers and the resume fingerprint on purpose (not recorded as
+    reads): a model file describes its run on its own, and `srlab resume` rebuilds the run from it."""
+    import runpy
+    import sys
+
+    from PIL import Image
+
+    import srlab.params as params_module
+    import srlab.training as training
+
+    reads: dict[str, set[str]] = {}
+    current, paused = [None], [0]
+    owned: set[int] = set()  # the params the stage loaded, not e.g. a ModelParams rebuilt from a model file
+
+    def record(section: str, cls) -> None:
+        fields = {f.name for f in dataclasses.fields(cls)}
+
+        def __getattribute__(self, name):
+            if name in fields and current[0] and not paused[0] and id(self) in owned:
+                reads.setdefault(current[0], set()).add(f"{section}.{name}" if section else name)
+            return object.__getattribute__(self, name)
+
+        monkeypatch.setattr(cls, "__getattribute__", __getattribute__)
+
+    def unrecorded(fn):
+        def call(*args, **kwargs):
+            paused[0] += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                paused[0] -= 1
+
+        return call
+
+    for f in dataclasses.fields(Params):
+        if f.name != "seed":
+            record(f.name, type(getattr(Params(), f.name)))
+    monkeypatch.setattr(
+        Params,
+        "__getattribute__",
+        lambda self, name: (
+            reads.setdefault(current[0], set()).add("seed")
+            if name == "seed" and current[0] and not paused[0]
+            else None,
+            object.__getattribute__(self, name),
+        )[1],
+    )
+    monkeypatch.setattr(Params, "to_dict", unrecorded(Params.to_dict))  # headers, fingerprints: the whole record
+
+    def loaded(*args, **kwargs):
+        p = unrecorded(load_params)(*args, **kwargs)  # its validation is not a read
+        owned.update(id(object.__getattribute__(p, f.name)) for f in dataclasses.fields(Params))
+        owned.add(id(p))
+        return p
+
+    monkeypatch.setattr(params_module, "load_params", loaded)
+    monkeypatch.setattr(training, "_fingerprint", unrecorded(training._fingerprint))  # resume's, not an output's
+
+    photos, mirror = tmp_path / "photos", tmp_path / "data" / "mirror" / "Set5"
+    for folder in (photos, mirror, tmp_path / "data" / "weights"):
+        folder.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(photo[i * 8 :, i * 8 :]).save(photos / f"{i}.png")
+    Image.fromarray(photo[:40, :48]).save(mirror / "a.png")
+    switches = {
+        "seed": 1,
+        "data": {
+            "train_source": "folder",
+            "train_dir": str(photos),
+            "hr_size": 24,
+            "patches_per_image": 4,
+            "degradation": "gaussian",
+            "workers": 1,
+        },
+        "model": {"discriminator": "dense"},
+        "train": {
+            "epochs": 1,
+            "perceptual_epochs": 1,
+            "batch_size": 4,
+            "device": "cpu",
+            "crop_size": 16,
+            "ema_decay": 0.9,
+            "rotate_degrees": 5.0,
+            "epoch_samples": 8,
+            "save_every": 1,
+            "lr_schedule": "cosine",
+            "warmup_steps": 1,
+        },
+        "loss": {
+            "adversarial_weight": 0.001,
+            "vgg19_weight": 0.5,
+            "resnet_weight": 0.5,
+            "l1_weight": 0.5,
+            "ssim_weight": 0.5,
+        },
+        "eval": {
+            "sets": ["Set5"],
+            "degradation": "gaussian",
+            "self_ensemble": True,
+            "histogram_match": True,
+            "rgb": True,
+        },
+        "plots": {"crop": 16},
+    }
+    monkeypatch.chdir(tmp_path)
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    commands = _stage_commands()
+
+    def run_stage(name: str, params: dict, extra: list[str] = ()) -> None:
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        script, *args = commands[name]
+        monkeypatch.setattr(sys, "argv", [script, *args, *extra])
+        current[0] = name
+        try:
+            runpy.run_path(str(REPO / script), run_name="__main__")
+        except SystemExit as stop:
+            assert not stop.code, f"stage {name} failed"
+        finally:
+            current[0] = None
+
+    for name in stages:
+        run_stage(name, switches)
+    tiles = {**switches, "data": {**switches["data"], "layout": "tiles", "tile_step": 12}}
+    run_stage("prepare", tiles, ["--out", "data/tiles", "--report", "tiles.json"])  # the later --out wins
+
+    problems = []
+    for name, stage in stages.items():
+        listed, read = _listed(stage), reads.get(name, set())
+        missing = read - listed - _UNLISTED_READS.get(name, set())
+        unread = listed - read - _LISTED_UNREAD.get(name, set())
+        problems += [f"stage {name} reads params dvc.yaml does not list: {sorted(missing)}"] if missing else []
+        problems += [f"stage {name} lists params it never read here: {sorted(unread)}"] if unread else []
+    assert not problems, "\n".join(problems)

@@ -622,6 +622,88 @@ def test_batches_gathered_from_the_memory_map_train_exactly_as_pairs_held_in_mem
         assert torch.equal(value, resident[key]), key
 
 
+_RSS_DRIVER = """
+import json, sys
+from pathlib import Path
+import srlab.data.loader as loader
+from srlab.params import parse_params
+from srlab.training import TrainJob, train
+
+patches, run = Path(sys.argv[1]), Path(sys.argv[2])
+
+
+def resident_mb():
+    \"\"\"(this process's resident MB, the resident MB of its mappings of the store's files)\"\"\"
+    total = store = 0
+    mapping = ""
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if head and "-" in head[0] and not head[0].endswith(":"):
+            mapping = head[-1] if len(head) >= 6 else ""
+        elif head and head[0] == "Rss:":
+            total += int(head[1])
+            store += int(head[1]) if mapping.startswith(str(patches)) else 0
+    return total / 1024, store / 1024
+
+
+samples, batches = [], loader.BatchLoader.batches
+
+
+def sampled(self, indices):  # at every training step
+    for batch in batches(self, indices):
+        samples.append(resident_mb())
+        yield batch
+
+
+loader.BatchLoader.batches = sampled
+p = parse_params({"data": {"hr_size": 128}, "train": {"batch_size": 64, "crop_size": 16, "epochs": 1, "device": "cpu"}})
+train(TrainJob(name="t", params=p, weights={"mse": 1.0}, epochs=1, patches=patches, model_out=run / "model.pt",
+               checkpoint_dir=run / "ckpt"))
+print(json.dumps(samples))
+"""
+
+
+def test_training_over_a_512_mb_store_keeps_its_resident_memory_bounded(tmp_path, photo):
+    """Every row of a 512 MB memory-mapped store is read once (an epoch of whole 128 px tiles, each
+    cropped to 16 px so the model costs nothing): the store's pages resident in the training
+    process stay under 128 MB at every step, and so does the process's growth after its first steps
+    (without releasing the pages read, the store's resident pages reach the whole store)."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from srlab.data.degrade import downscale
+    from srlab.data.store import Pairs
+
+    hr = np.tile(photo, (2, 2, 1))[:128, :128]
+    n = 138 * 64  # x (128 x 128 + 64 x 64) x 3 bytes: 543 MB, 518 MiB
+    pairs = Pairs(
+        np.ascontiguousarray(np.broadcast_to(hr, (n, *hr.shape))),
+        np.ascontiguousarray(np.broadcast_to(downscale(hr, 2, "bicubic", 1.0), (n, 64, 64, 3))),
+        np.zeros((n, 2), np.int32),
+    )
+    save_pairs(tmp_path / "patches", "train", pairs)
+    del pairs
+    save_pairs(tmp_path / "patches", "val", crop_pairs(hr, 2, 128, 4, Degradation("bicubic"), np.random.default_rng(0)))
+    assert sum(f.stat().st_size for f in (tmp_path / "patches").glob("train_*.npy")) >= 512 * 2**20
+    driver = tmp_path / "driver.py"
+    driver.write_text(_RSS_DRIVER)
+    done = subprocess.run(
+        [sys.executable, str(driver), str(tmp_path / "patches"), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(samples) == n // 64
+    assert max(store for _, store in samples) <= 128, [round(store) for _, store in samples]
+    settled = samples[2][0]  # after the first steps have paged in the library code and the optimiser state
+    assert max(total for total, _ in samples[2:]) - settled <= 128, [round(total) for total, _ in samples]
+
+
 def test_patches_go_to_the_device_only_within_their_share_of_free_memory(monkeypatch):
     from srlab.data import loader
 

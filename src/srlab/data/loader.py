@@ -17,6 +17,7 @@ from srlab.data import store
 
 DEVICE_SHARE = 0.5  # of the free GPU memory that the training pairs may take; beyond it they are gathered from the map
 PREFETCH = 2  # batches gathered ahead of the step
+GATHER_ROWS = 8  # rows read between releases: reading a row maps whole page-cache folios (up to MBs) around it
 
 
 def prefetch(work: Callable, items: list, ahead: int) -> Iterator:
@@ -92,11 +93,12 @@ class BatchLoader:
         self.pairs.will_need(idx.tolist())  # one read-ahead request per row, rather than a page fault per page
         # a fresh pinned buffer per batch: the caching host allocator will not reuse it while its copy is in flight
         pin = self.device.type == "cuda"
-        out = [
-            torch.index_select(t, 0, idx, out=torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=pin))
-            for t in self.sources
-        ]
-        self.pairs.release()  # the kernel maps whole page-cache folios (MBs) per row read: drop them at once
+        out = [torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=pin) for t in self.sources]
+        for start in range(0, len(idx), GATHER_ROWS):
+            rows = idx[start : start + GATHER_ROWS]
+            for source, target in zip(self.sources, out):
+                torch.index_select(source, 0, rows, out=target[start : start + len(rows)])
+            self.pairs.release()  # the folios those rows mapped: dropped before the next rows map more
         return out
 
     def _on_device(self, gathered: list[torch.Tensor]) -> list[torch.Tensor]:
