@@ -346,3 +346,50 @@ def test_lpips_equals_the_lpips_package_called_directly_on_inputs_in_minus_one_t
         expected = float(reference(minus_one_to_one(photo), minus_one_to_one(other)))
     assert expected > 1e-3  # random backbone weights give small distances, but not none
     assert scorer(photo, other) == pytest.approx(expected, rel=1e-5)
+
+
+def test_bf16_inference_runs_the_model_in_bfloat16_and_stays_within_a_grey_level(photo, srcnn):
+    seen = []
+    srcnn.extract.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    fp32 = super_resolve(srcnn, photo, "cpu")
+    bf16 = super_resolve(srcnn, photo, "cpu", precision="bf16")
+    tiled = super_resolve(srcnn, photo, "cpu", tile=32, precision="bf16")
+    assert seen[0] == torch.float32 and set(seen[1:]) == {torch.bfloat16}  # autocast reached the convolutions
+    assert bf16.dtype == np.uint8 and bf16.shape == fp32.shape and not np.array_equal(bf16, fp32)
+    difference = np.abs(bf16.astype(int) - fp32)
+    assert difference.mean() < 1.0 and difference.max() <= 8  # bfloat16 keeps 8 bits of mantissa
+    assert np.abs(tiled.astype(int) - bf16).max() <= 1
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        super_resolve(srcnn, photo, "cpu", precision="fp16")
+
+
+def test_bf16_reaches_the_cli_and_the_evaluate_stage_and_scores_stay_fp32(tmp_path, srcnn, photo, monkeypatch):
+    from srlab.data.degrade import downscale
+    from srlab.evaluation import evaluate
+    from srlab.metrics import psnr_y
+    from srlab.params import parse_params
+
+    lr = photo[:40, :30]
+    Image.fromarray(lr).save(tmp_path / "a.png")
+    main(
+        [
+            "super-resolve",
+            "--checkpoint",
+            str(_model_file(tmp_path, srcnn)),
+            "--out",
+            str(tmp_path / "out"),
+            "--precision",
+            "bf16",
+            str(tmp_path / "a.png"),
+        ]
+    )
+    written = np.asarray(Image.open(tmp_path / "out" / "a_x2.png"))
+    assert np.array_equal(written, super_resolve(srcnn, lr, "cpu", tile=256, precision="bf16"))
+
+    (tmp_path / "test" / "Set5").mkdir(parents=True)
+    Image.fromarray(photo).save(tmp_path / "test" / "Set5" / "a.png")
+    params = parse_params({"eval": {"sets": ["Set5"], "precision": "bf16"}, "train": {"device": "cpu"}})
+    summary, _ = evaluate(params, tmp_path / "test", {"srcnn_mse": _model_file(tmp_path, srcnn)}, tmp_path / "sr")
+    out = np.asarray(Image.open(tmp_path / "sr" / "Set5" / "srcnn_mse" / "a.png"))
+    assert np.array_equal(out, super_resolve(srcnn, downscale(photo, 2, "bicubic", 1.0), "cpu", precision="bf16"))
+    assert summary["Set5"]["srcnn_mse"]["psnr"] == pytest.approx(psnr_y(out, photo, 2))

@@ -221,7 +221,7 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
     else:
         result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
-    result["super_resolve_mpix_per_s"] = super_resolve_rate(model, device, size["sr_input"], rng)
+    result["super_resolve_mpix_per_s"] = super_resolve_rate(model, device, size["sr_input"], rng, result["precision"])
     result["super_resolve_input"] = "{}x{}".format(*size["sr_input"])
     return result
 
@@ -245,15 +245,18 @@ def loop_rate(
     return (len(ends) - 1) * (n // batch) * batch / (ends[-1] - ends[0])
 
 
-def super_resolve_rate(model, device: torch.device, size: tuple[int, int], rng: np.random.Generator) -> float:
-    """Megapixels out per second for a frame of `size` (full HD; small in smoke mode), tiled as the CLI does."""
+def super_resolve_rate(
+    model, device: torch.device, size: tuple[int, int], rng: np.random.Generator, precision: str = "fp32"
+) -> float:
+    """Megapixels out per second for a frame of `size` (full HD; small in smoke mode), tiled as the CLI
+    does, in `precision` (the training loop's: `--set train.precision=bf16` measures both in bf16)."""
     w, h = size
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    model.eval()
-    super_resolve(model, frame[:64, :64], device)  # warm-up
+    model.to(memory_format=CHANNELS_LAST).eval()  # as `srlab super-resolve` runs it
+    super_resolve(model, frame[:64, :64], device, precision=precision)  # warm-up
     _sync(device)
     start = time.perf_counter()
-    out = super_resolve(model, frame, device, tile=256)
+    out = super_resolve(model, frame, device, tile=256, precision=precision)
     _sync(device)
     return out.shape[0] * out.shape[1] / 1e6 / (time.perf_counter() - start)
 
@@ -279,7 +282,7 @@ def report(result: dict) -> str:
         else f"  peak memory {result['peak_rss_gib']:.2f} GiB (process RSS)"
     )
     lines.append(
-        f"  super-resolve {result['super_resolve_input']} -> x{result['scale']}: "
+        f"  super-resolve {result['super_resolve_input']} -> x{result['scale']}, {result['precision']}: "
         f"{result['super_resolve_mpix_per_s']:.2f} MP/s"
     )
     if "profile" in result:

@@ -38,9 +38,10 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
             hr = mod_crop(load_rgb(path)[0], scale)
             lr = downscale(hr, scale, params.eval.degradation, params.data.blur_sigma)
             outputs = {BASELINE: interpolate(lr, scale, "bicubic")}
-            outputs.update({name: super_resolve(net, lr, device) for name, net in nets.items()})
+            run = {"precision": params.eval.precision}  # the models only: scores are computed in fp32 from uint8 images
+            outputs.update({name: super_resolve(net, lr, device, **run) for name, net in nets.items()})
             if params.eval.self_ensemble:  # 8 flips and rotations averaged: what "+" means in published tables
-                outputs.update({f"{name}_x8": self_ensemble(net, lr, device) for name, net in nets.items()})
+                outputs.update({f"{name}_x8": self_ensemble(net, lr, device, **run) for name, net in nets.items()})
             if params.eval.histogram_match:  # the post-process of the assignment note, scored beside each model
                 outputs.update({f"{name}_histmatch": histogram_match(outputs[name], lr) for name in nets})
             with torch.no_grad():

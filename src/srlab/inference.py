@@ -24,6 +24,17 @@ def _to_float(t: torch.Tensor) -> np.ndarray:
     return t[0].permute(1, 2, 0).float().cpu().numpy()
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def _autocast(device, precision: str) -> torch.autocast:
+    """bf16 autocast for `precision` bf16 (AMX on Intel CPUs since Sapphire Rapids, tensor cores on
+    GPUs); fp32 runs as it always did. Outputs are converted to fp32 before clamping and rounding."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def histogram_match(sr: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Match each colour channel's histogram of `sr` to `reference` (e.g. the LR input), rounded.
     One channel at a time: with `channel_axis`, skimage writes its float result into a uint8 array,
@@ -43,14 +54,20 @@ def super_resolve(
     tile: int | None = None,
     overlap: int = OVERLAP,
     raw: bool = False,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """The HR image of uint8 `lr` (H x W x 3): uint8, or unclamped float32 in [0, 1] when `raw`.
 
     With `tile`, the model sees at most (tile + 2 * overlap)^2 LR pixels at a time and only the
     centre of each result is kept, so tiled and whole-image outputs agree wherever the overlap
-    covers the model's receptive field.
+    covers the model's receptive field. `precision` bf16 runs the model in bfloat16 (autocast).
     """
     convert = _to_float if raw else to_uint8
+    with _autocast(device, precision):
+        return _tiled(model, lr, device, scale, tile, overlap, lambda t: convert(t.float()), raw)
+
+
+def _tiled(model, lr, device, scale, tile, overlap, convert, raw) -> np.ndarray:
     h, w = lr.shape[:2]
     if tile is None or (h <= tile and w <= tile):
         return convert(model(to_tensor(lr, device)))
@@ -68,7 +85,12 @@ def super_resolve(
 
 
 def self_ensemble(
-    model: torch.nn.Module, lr: np.ndarray, device, tile: int | None = None, overlap: int = OVERLAP
+    model: torch.nn.Module,
+    lr: np.ndarray,
+    device,
+    tile: int | None = None,
+    overlap: int = OVERLAP,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """The mean of the model's outputs over the 8 flips and rotations of `lr`, each transform
     undone (the geometric self-ensemble of Timofte et al. 2016, EDSR+): 8x the compute, no training."""
@@ -77,7 +99,9 @@ def self_ensemble(
         for mirrored in (False, True):
             x = np.rot90(lr, quarter_turns)
             x = x[:, ::-1] if mirrored else x
-            y = super_resolve(model, np.ascontiguousarray(x), device, tile=tile, overlap=overlap, raw=True)
+            y = super_resolve(
+                model, np.ascontiguousarray(x), device, tile=tile, overlap=overlap, raw=True, precision=precision
+            )
             y = y[:, ::-1] if mirrored else y
             y = np.rot90(y, -quarter_turns)
             total = y if total is None else total + y

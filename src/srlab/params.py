@@ -178,6 +178,7 @@ class EvalParams:
     )  # auto: LPIPS-VGG when torchvision's ImageNet VGG16 is on disk
     rgb: bool = False  # also score rgb_psnr / rgb_ssim: RGB, no border shaved (the SRGAN note's way)
     vgg_layers: LayerWeights = field(default_factory=LayerWeights)
+    precision: str = field(default="fp32", **_rule(choices=("fp32", "bf16")))  # the models' convolutions only
 
 
 @dataclass(frozen=True)
