@@ -65,6 +65,41 @@ def test_srcnn_note_flags_save_every_n_epochs_and_resume_from_any_checkpoint_nam
     assert checkpoint.load(run / "model.safetensors")["meta"]["overrides"] == last["overrides"]
 
 
+def test_srcnn_note_scores_a_model_trained_with_srlab_train_on_set5(tmp_path, patches, photo, capsys, monkeypatch):
+    """ "The testing result of your well-trained model": `srlab evaluate RUN` prints the scores the
+    evaluate stage would write, bicubic beside, from the data mirror; bad input is one line."""
+    from srlab.data.degrade import downscale, interpolate, mod_crop
+    from srlab.inference import super_resolve
+    from srlab.metrics import psnr_y, ssim_y
+
+    monkeypatch.chdir(tmp_path)  # no data/mirror here: the test sets come from $SRLAB_DATA_MIRROR
+    (tmp_path / "mirror" / "Set5").mkdir(parents=True)
+    Image.fromarray(photo[:50, :63]).save(tmp_path / "mirror" / "Set5" / "baby.png")
+    monkeypatch.setenv("SRLAB_DATA_MIRROR", str(tmp_path / "mirror"))
+    cli("train", "--params", train_params_file(tmp_path, epochs=1), "--patches", patches, "--out", tmp_path / "run")
+    capsys.readouterr()
+    cli("evaluate", tmp_path / "run", "--sets", "Set5")
+    rows = {
+        line.split()[1]: line.split()[2:] for line in capsys.readouterr().out.splitlines() if line.startswith("Set5")
+    }
+    hr = mod_crop(photo[:50, :63], 2)
+    lr = downscale(hr, 2, "bicubic", 1.0)
+    model, _ = checkpoint.load_model(tmp_path / "run" / "model.safetensors")
+    for method, out in (("bicubic", interpolate(lr, 2, "bicubic")), ("model", super_resolve(model, lr, "cpu"))):
+        assert rows[method][:2] == [f"{psnr_y(out, hr, 2):.2f}", f"{ssim_y(out, hr, 2):.4f}"], method
+
+    (tmp_path / "notes.txt").write_text("not a model")
+    for args, message in (
+        ([tmp_path / "notes.txt"], "not a loadable srlab checkpoint"),
+        ([tmp_path / "run", "--scale", "3"], "trained for x2, not x3 (--scale)"),
+        ([tmp_path / "nothing"], "no such file"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            cli("evaluate", *args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == 1 and len(err) == 1 and message in err[0], err
+
+
 def test_srcnn_note_super_resolves_and_inspects_a_training_checkpoint(tmp_path, patches, photo, capsys):
     run = tmp_path / "run"
     cli("train", "--params", train_params_file(tmp_path), "--patches", patches, "--out", run, "--num-epoch", "1")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from srlab.entry import run
 from srlab.errors import SrlabError
-from srlab.params import TEST_SETS
+from srlab.params import DEGRADATIONS, TEST_SETS
 
 
 def check_metrics(args) -> None:
@@ -123,6 +123,56 @@ def inspect(args) -> None:
                 meta["scale"],
             )
         )
+
+
+def evaluate_command(args) -> None:
+    """Score one model file, training checkpoint or run folder as the evaluate stage would."""
+    import tempfile
+
+    from srlab.checkpoint import architecture, load
+    from srlab.data.sources import test_set_dir
+    from srlab.evaluation import evaluate
+    from srlab.params import parse_params
+
+    path = _model_in(args.model)
+    meta = architecture(load(path)["meta"])
+    if args.scale is not None and meta.get("scale") != args.scale:
+        raise SrlabError(f"{path}: trained for x{meta.get('scale')}, not x{args.scale} (--scale)")
+    p = parse_params(
+        {
+            "data": {"scale": meta["scale"]},
+            "model": {"name": meta["arch"]},
+            "eval": {"sets": args.sets, "degradation": args.degradation, "precision": args.precision},
+            "train": {"device": args.device},
+        }
+    )
+    mirror = Path("data/mirror")  # as the download stage looks: data/mirror, $SRLAB_DATA_MIRROR, the network
+    with tempfile.TemporaryDirectory(prefix="srlab-evaluate-") as tmp:
+        sets = Path(tmp) / "sets"  # evaluate reads <root>/<set>: link each set's folder there
+        sets.mkdir()
+        for name in args.sets:
+            found = test_set_dir(name, Path("data/downloads"), mirror if mirror.is_dir() else None)
+            (sets / name).symlink_to(found.resolve(), target_is_directory=True)
+        summary, _ = evaluate(p, sets, {path.stem: path}, args.out or Path(tmp) / "sr")
+    print(f"{'set':<10}{'method':<16}{'Y-PSNR':>8}{'Y-SSIM':>9}{'VGG distance':>14}")
+    for name in args.sets:
+        for method, s in summary[name].items():
+            print(f"{name:<10}{method:<16}{s['psnr']:8.2f}{s['ssim']:9.4f}{s['perceptual']:14.6f}")
+    about = summary["provenance"]
+    print(f"x{about['scale']}, {about['metric']}; LR inputs {about['degradation']}; {about['perceptual_backbone']}")
+
+
+def _model_in(path: Path) -> Path:
+    """A model file or checkpoint as given; for a run folder (`srlab train --out`), its model file,
+    else its last checkpoint."""
+    if path.is_dir():
+        for candidate in (path / "model.safetensors", path / "model.pt", path / "checkpoints" / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise SrlabError(f"{path}: a folder without model.safetensors or checkpoints/last.pt")
+    if not path.is_file():
+        raise SrlabError(f"{path}: no such file")
+    return path
 
 
 def super_resolve(args) -> None:
@@ -354,6 +404,18 @@ def _add_model_tools(commands) -> None:
     )
     show.add_argument("checkpoint", type=Path)
     show.set_defaults(func=inspect)
+
+    ev = commands.add_parser(
+        "evaluate", help="score a model file, checkpoint or run folder on the test sets, bicubic beside"
+    )
+    ev.add_argument("model", type=Path, metavar="MODEL_OR_RUN", help="e.g. runs/srcnn_mse, models/mse.safetensors")
+    ev.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=TEST_SETS)
+    ev.add_argument("--scale", type=int, help="refuse a model trained for another scale")
+    ev.add_argument("--degradation", default="bicubic", choices=DEGRADATIONS, help="how the LR inputs are made")
+    ev.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ev.add_argument("--out", type=Path, help="also keep each output image here (<out>/<set>/<method>/)")
+    ev.set_defaults(func=evaluate_command)
 
     sr = commands.add_parser("super-resolve", help="upscale images of any size with a trained model")
     sr.add_argument(
