@@ -817,6 +817,21 @@ def test_each_of_the_8_symmetries_is_drawn_and_turns_lr_and_hr_alike():
     assert counts.min() > 850 and counts.max() < 1150, counts.tolist()
 
 
+def test_train_flips_horizontal_flips_half_the_samples_and_nothing_else_and_none_turns_none():
+    from srlab.data.augment import draw_flips
+
+    every = draw_flips(8000, torch.Generator().manual_seed(0))
+    horizontal = draw_flips(8000, torch.Generator().manual_seed(0), "horizontal")
+    none = draw_flips(8000, torch.Generator().manual_seed(0), "none")
+    assert torch.equal(horizontal[0], every[0]) and not horizontal[1:].any()  # the same draws, the rest kept off
+    assert 3800 < int(horizontal[0].sum()) < 4200 and not none.any()
+    generator = torch.Generator().manual_seed(0)
+    draw_flips(8, generator, "horizontal")  # later draws of a run do not depend on the kind
+    again = torch.Generator().manual_seed(0)
+    draw_flips(8, again)
+    assert torch.equal(torch.rand(4, generator=generator), torch.rand(4, generator=again))
+
+
 def test_training_on_random_crops_is_seeded_and_differs_from_whole_patches(tmp_path, patches):
     a = train(_job(tmp_path, patches, "a", epochs=1, crop_size=8))
     b = train(_job(tmp_path, patches, "b", epochs=1, crop_size=8))

@@ -106,6 +106,9 @@ class TrainParams:
     # random rotation of each HR crop by up to this many degrees, its LR made again from it with
     # data.degradation (so the pair stays exact); 0: off. Costs CPU time every step.
     rotate_degrees: float = field(default=0.0, **_rule(min=0.0, max=45.0))
+    # the flips drawn per sample: all 8 symmetries of a square (flips and transposes), horizontal
+    # flips only (the SRGAN note's), or none
+    flips: str = field(default="all", **_rule(choices=("all", "horizontal", "none")))
 
 
 @dataclass(frozen=True)

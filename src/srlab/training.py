@@ -299,7 +299,7 @@ def augmented(
     """This rank's share of a uint8 batch as the model trains on it: flipped, cropped and rotated
     as drawn from `generator` (for the whole batch, so every rank draws alike)."""
     batch, crop = p.train.batch_size, p.train.crop_size
-    flips = draw_flips(batch, generator)[:, share]
+    flips = draw_flips(batch, generator, p.train.flips)[:, share]
     corners = draw_corners(batch, patch_size, crop, p.data.scale, generator)[:, share] if crop else None
     remake = None
     if p.train.rotate_degrees:

@@ -75,9 +75,14 @@ def rotation(p: Params, angles: torch.Tensor, kernels: list[str]) -> Callable[[t
     return remake
 
 
-def draw_flips(batch: int, generator: torch.Generator) -> torch.Tensor:
-    """One of the 8 symmetries of a square per sample: horizontal flip, vertical flip, transpose."""
-    return torch.randint(0, 2, (3, batch), generator=generator).bool()
+def draw_flips(batch: int, generator: torch.Generator, kind: str = "all") -> torch.Tensor:
+    """Per sample, whether to flip horizontally, flip vertically, transpose: one of the 8 symmetries
+    of a square (`all`), a horizontal flip or not (`horizontal`), or nothing (`none`). The same
+    draws whatever the kind, so every later draw of a run is the same too."""
+    flips = torch.randint(0, 2, (3, batch), generator=generator).bool()
+    keep = {"all": 3, "horizontal": 1, "none": 0}[kind]
+    flips[keep:] = False
+    return flips
 
 
 def apply_flips(x: torch.Tensor, flips: torch.Tensor, layout) -> torch.Tensor:
