@@ -70,6 +70,9 @@ def test_srgan_recipe_is_the_srresnet_srgan_note():
     assert p.loss.pixel_weights()["mse"] == 1.0  # SRResNet pre-trained with MSE
     assert {k: w for k, w in p.loss.second_stage_weights().items() if w > 0} == {"vgg19": 1.0, "adversarial": 1e-3}
     assert p.eval.rgb  # the note's RGB scores beside the published Y ones
+    # the note's budget in its units: 250 SRResNet epochs, then 100 (or 200) SRGAN epochs of 800 crops
+    assert (p.train.epochs, p.train.perceptual_epochs, p.train.epoch_samples) == (250, 100, 800)
+    assert _recipe_params("srgan", "longer").train.perceptual_epochs == 200
 
 
 def test_johnson_recipe_is_the_perceptual_losses_note():
@@ -85,6 +88,7 @@ def test_johnson_recipe_is_the_perceptual_losses_note():
     assert p.loss.vgg_layers.nonzero() == {"relu2_2": 1.0} and p.train.perceptual_init == "scratch"
     assert (p.data.train_images, p.data.val_images, p.loss.vgg_init) == (800, 100, "imagenet")
     assert (p.eval.degradation, p.loss.pixel_in_perceptual) == ("gaussian", False)  # test inputs blurred alike
+    assert (p.train.epochs, p.train.perceptual_epochs, p.train.epoch_samples) == (5, 5, 800)  # 5 epochs of 800
     assert _recipe_params("johnson", "x8").data.scale == 8
     assert _recipe_params("johnson", "pixel").loss.second_stage_weights()["mse"] == 1.0
 
