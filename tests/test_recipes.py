@@ -56,6 +56,7 @@ def test_srcnn_cli_recipe_is_the_9_1_5_note():
 def test_rescnn_recipe_is_the_four_term_note():
     p = _recipe_params("rescnn")
     assert (p.model.name, p.data.scale, p.train.batch_size, p.train.perceptual_init) == ("rescnn", 4, 16, "scratch")
+    assert (p.data.hr_size, p.data.hr_size // p.data.scale) == (256, 64)  # the note's 64 -> 256
     weights = {k: w for k, w in p.loss.second_stage_weights().items() if w > 0}
     assert weights == {"mse": 1.0, "l1": 1.0, "ssim": 1.0, "perceptual": 1.0}
     nearest = _recipe_params("rescnn", "nearest")
