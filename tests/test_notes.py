@@ -173,9 +173,25 @@ def test_nearest_is_a_degradation_for_training_and_test_inputs_and_an_upsampler(
 
 
 def test_srgan_notes_discriminator_has_its_block_list_and_dense_head():
-    d = build_discriminator("dense", 128)
-    convs = _convs(d)
-    assert [(c.out_channels, c.stride[0]) for c in convs] == [
+    """`note`: the input conv 3 -> 64 at stride 1, then the note's blocks (64,64,2), (64,128,1),
+    (128,128,2), (128,256,1), (256,512,1), (512,512,2); the Dense 1024 head on the flattened
+    features, the nearest working reading of its code (138 M weights at 128 px crops, most of them
+    the first Dense). `dense` stays the paper's 8 convs and dense head."""
+    note = build_discriminator("note", 128)
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in _convs(note)] == [
+        (3, 64, 1),
+        (64, 64, 2),
+        (64, 128, 1),
+        (128, 128, 2),
+        (128, 256, 1),
+        (256, 512, 1),
+        (512, 512, 2),
+    ]
+    dense = [m for m in note.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in dense] == [(512 * 16 * 16, 1024), (1024, 1)]
+    assert note(torch.rand(2, 3, 128, 128)).shape == (2,)
+    paper = build_discriminator("dense", 128)
+    assert [(c.out_channels, c.stride[0]) for c in _convs(paper)] == [
         (64, 1),
         (64, 2),
         (128, 1),
@@ -185,11 +201,14 @@ def test_srgan_notes_discriminator_has_its_block_list_and_dense_head():
         (512, 1),
         (512, 2),
     ]
-    dense = [m for m in d.modules() if isinstance(m, nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in dense] == [(512 * 8 * 8, 1024), (1024, 1)]
-    assert d(torch.rand(3, 3, 128, 128)).shape == (3,)
+    assert [(m.in_features, m.out_features) for m in paper.modules() if isinstance(m, nn.Linear)] == [
+        (512 * 8 * 8, 1024),
+        (1024, 1),
+    ]
     with pytest.raises(SrlabError, match="dense needs HR crops of a multiple of 16"):
         build_discriminator("dense", 100)
+    with pytest.raises(SrlabError, match="note needs HR crops of a multiple of 8"):
+        build_discriminator("note", 100)
 
 
 def test_content_plus_adversarial_without_a_pixel_term_is_allowed_and_nothing_at_all_is_refused():

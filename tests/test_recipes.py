@@ -67,7 +67,7 @@ def test_srgan_recipe_is_the_srresnet_srgan_note():
     p = _recipe_params("srgan")
     assert (p.data.train_source, p.data.train_images, p.data.val_images, p.data.scale) == ("div2k", 800, 100, 4)
     assert (p.trained_size(), p.train.rotate_degrees, p.train.lr, p.train.flips) == (128, 10.0, 1e-4, "horizontal")
-    assert (p.model.name, p.model.discriminator, p.train.perceptual_init) == ("srresnet", "dense", "mse")
+    assert (p.model.name, p.model.discriminator, p.train.perceptual_init) == ("srresnet", "note", "mse")
     assert p.loss.pixel_weights()["mse"] == 1.0  # SRResNet pre-trained with MSE
     assert {k: w for k, w in p.loss.second_stage_weights().items() if w > 0} == {"vgg19": 1.0, "adversarial": 1e-3}
     assert p.eval.rgb  # the note's RGB scores beside the published Y ones

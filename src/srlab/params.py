@@ -72,8 +72,8 @@ class ModelParams:
     upsample: str = field(default="bicubic", **_rule(choices=UPSAMPLERS))
     residual: bool = True
     discriminator: str = field(
-        default="pooled", **_rule(choices=("pooled", "dense"))
-    )  # SRGAN's head: see models/srresnet.py
+        default="pooled", **_rule(choices=("pooled", "dense", "note"))
+    )  # SRGAN's: see models/srresnet.py
 
 
 @dataclass(frozen=True)

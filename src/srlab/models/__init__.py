@@ -15,7 +15,7 @@ from srlab.models.edsr import EDSR
 from srlab.models.johnson import JohnsonSR
 from srlab.models.rescnn import ResCNN
 from srlab.models.srcnn import SRCNN
-from srlab.models.srresnet import Discriminator, SRResNet
+from srlab.models.srresnet import NOTE_BLOCKS, Discriminator, SRResNet
 from srlab.params import ModelParams
 
 MODELS: dict[str, Callable[[ModelParams, int], nn.Module]] = {
@@ -38,9 +38,13 @@ def build_model(params: ModelParams, scale: int) -> nn.Module:
     return MODELS[params.name](params, scale)
 
 
-def build_discriminator(head: str = "pooled", size: int = 96) -> nn.Module:
-    """SRGAN's discriminator; the note's `dense` head is sized for `size`-pixel HR inputs."""
-    return Discriminator(head, size)
+def build_discriminator(kind: str = "pooled", size: int = 96) -> nn.Module:
+    """SRGAN's discriminator (model.discriminator): `pooled`, the paper's convs with a pooled head
+    (any crop size); `dense`, the paper's own (a dense head sized for `size`-pixel HR crops);
+    `note`, the SRGAN note's block list with the dense head its code means."""
+    if kind == "note":
+        return Discriminator("dense", size, NOTE_BLOCKS, name="note")
+    return Discriminator(kind, size)
 
 
 def count_parameters(model: nn.Module) -> int:

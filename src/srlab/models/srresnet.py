@@ -28,31 +28,38 @@ class SRResNet(nn.Module):
         return self.tail(self.upsample(features + self.body_end(self.body(features))))
 
 
-class Discriminator(nn.Module):
-    """SRGAN's discriminator: 8 convs (64 -> 512 channels, strided every other), LeakyReLU 0.2,
-    BN after the first. Returns one logit per image. Two heads:
+# (channels, stride) of each conv + BN + LeakyReLU block after the input conv (3 -> 64, stride 1)
+PAPER_BLOCKS = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2))  # Ledig et al.: /16
+NOTE_BLOCKS = ((64, 2), (128, 1), (128, 2), (256, 1), (512, 1), (512, 2))  # the SRGAN note's list: /8
 
-    - `pooled` (default): global average pool and 1x1 convs (1024, then 1), so any patch size works;
-    - `dense`, as the SRGAN note's code builds it: the 512 x size/16 x size/16 features flattened,
-      Dense(1024), LeakyReLU 0.2, Dense(1), for `size`-pixel HR crops only (a multiple of 16).
+
+class Discriminator(nn.Module):
+    """SRGAN's discriminator: an input conv (64 channels) and LeakyReLU 0.2, then conv + BN +
+    LeakyReLU 0.2 blocks (`PAPER_BLOCKS`, or the note's `NOTE_BLOCKS`). Returns one logit per
+    image (the sigmoid is in the loss). Two heads:
+
+    - `pooled`: global average pool and 1x1 convs (1024, then 1), so any patch size works;
+    - `dense`, the paper's: the features flattened, Dense(1024), LeakyReLU 0.2, Dense(1), for
+      `size`-pixel HR crops only (a multiple of the blocks' downsampling).
     """
 
-    def __init__(self, head: str = "pooled", size: int = 96, channels: int = 64):
+    def __init__(self, head: str = "pooled", size: int = 96, blocks=PAPER_BLOCKS, name: str = "dense"):
         super().__init__()
+        channels = blocks[0][0]
         layers, c_in = [conv(3, channels), nn.LeakyReLU(0.2, inplace=True)], channels
-        for i, c_out in enumerate(
-            [channels, 2 * channels, 2 * channels, 4 * channels, 4 * channels, 8 * channels, 8 * channels]
-        ):
-            stride = 2 if i % 2 == 0 else 1
+        for c_out, stride in blocks:
             layers += [conv(c_in, c_out, stride=stride), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
+        down = 2 ** sum(stride == 2 for _, stride in blocks)
         if head == "dense":
-            if size % 16:
-                raise SrlabError(f"model.discriminator: dense needs HR crops of a multiple of 16 pixels, not {size}")
+            if size % down:
+                raise SrlabError(
+                    f"model.discriminator: {name} needs HR crops of a multiple of {down} pixels, not {size}"
+                )
             self.head = nn.Sequential(
                 nn.Flatten(),
-                nn.Linear(c_in * (size // 16) ** 2, 16 * channels),
+                nn.Linear(c_in * (size // down) ** 2, 16 * channels),
                 nn.LeakyReLU(0.2, inplace=True),
                 nn.Linear(16 * channels, 1),
             )
