@@ -64,9 +64,8 @@ def _model_file(tmp_path, srcnn):
     return path
 
 
-def test_cli_upscales_grey_and_rgba_inputs(tmp_path, srcnn, photo, capsys):
-    Image.fromarray(photo[..., 0]).save(tmp_path / "grey.png")
-    Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)])).save(tmp_path / "rgba.png")
+def _cli_super_resolve(tmp_path, srcnn, *args) -> None:
+    """`srlab super-resolve` with a model file of `srcnn`, writing into tmp_path/out."""
     main(
         [
             "super-resolve",
@@ -74,13 +73,15 @@ def test_cli_upscales_grey_and_rgba_inputs(tmp_path, srcnn, photo, capsys):
             str(_model_file(tmp_path, srcnn)),
             "--out",
             str(tmp_path / "out"),
-            "--tile",
-            "40",
-            "--histogram-match",
-            str(tmp_path / "grey.png"),
-            str(tmp_path / "rgba.png"),
+            *map(str, args),
         ]
     )
+
+
+def test_cli_upscales_grey_and_rgba_inputs(tmp_path, srcnn, photo, capsys):
+    Image.fromarray(photo[..., 0]).save(tmp_path / "grey.png")
+    Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)])).save(tmp_path / "rgba.png")
+    _cli_super_resolve(tmp_path, srcnn, "--tile", 40, "--histogram-match", tmp_path / "grey.png", tmp_path / "rgba.png")
     for name in ("grey_x2.png", "rgba_x2.png"):
         with Image.open(tmp_path / "out" / name) as img:
             assert img.size == (2 * photo.shape[1], 2 * photo.shape[0]) and img.mode == "RGB"
@@ -232,17 +233,7 @@ def test_cli_self_ensemble_writes_the_ensembled_image(tmp_path, srcnn, photo):
     from srlab.inference import self_ensemble
 
     Image.fromarray(photo[:40, :30]).save(tmp_path / "a.png")
-    main(
-        [
-            "super-resolve",
-            "--checkpoint",
-            str(_model_file(tmp_path, srcnn)),
-            "--out",
-            str(tmp_path / "out"),
-            "--self-ensemble",
-            str(tmp_path / "a.png"),
-        ]
-    )
+    _cli_super_resolve(tmp_path, srcnn, "--self-ensemble", tmp_path / "a.png")
     written = np.asarray(Image.open(tmp_path / "out" / "a_x2.png"))
     assert np.array_equal(written, self_ensemble(srcnn, photo[:40, :30], "cpu", tile=256))
 
@@ -371,18 +362,7 @@ def test_bf16_reaches_the_cli_and_the_evaluate_stage_and_scores_stay_fp32(tmp_pa
 
     lr = photo[:40, :30]
     Image.fromarray(lr).save(tmp_path / "a.png")
-    main(
-        [
-            "super-resolve",
-            "--checkpoint",
-            str(_model_file(tmp_path, srcnn)),
-            "--out",
-            str(tmp_path / "out"),
-            "--precision",
-            "bf16",
-            str(tmp_path / "a.png"),
-        ]
-    )
+    _cli_super_resolve(tmp_path, srcnn, "--precision", "bf16", tmp_path / "a.png")
     written = np.asarray(Image.open(tmp_path / "out" / "a_x2.png"))
     assert np.array_equal(written, super_resolve(srcnn, lr, "cpu", tile=256, precision="bf16"))
 
