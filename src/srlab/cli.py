@@ -380,7 +380,7 @@ def _add_gates(commands) -> None:
 
 
 def _add_model_tools(commands) -> None:
-    """Using trained models and data outside the pipeline: export, test sets, inspect, super-resolve."""
+    """Model files and data outside the pipeline: export, test sets, inspect."""
     ex = commands.add_parser("export", help="write a model file as ONNX (onnxruntime, chaiNNer)")
     ex.add_argument("model", type=Path, help="a model file, e.g. models/mse.safetensors")
     ex.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx", help="the ONNX file to write")
@@ -405,6 +405,9 @@ def _add_model_tools(commands) -> None:
     show.add_argument("checkpoint", type=Path)
     show.set_defaults(func=inspect)
 
+
+def _add_inference(commands) -> None:
+    """Running a trained model: score it on the test sets, or upscale any image with it."""
     ev = commands.add_parser(
         "evaluate", help="score a model file, checkpoint or run folder on the test sets, bicubic beside"
     )
@@ -525,7 +528,7 @@ def _add_training(commands) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="srlab", description="Reproducible super-resolution experiments on DVC.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_gates, _add_model_tools, _add_experiment_tools, _add_training):
+    for add in (_add_gates, _add_model_tools, _add_inference, _add_experiment_tools, _add_training):
         add(commands)
     args = parser.parse_args(argv)
     run(lambda: args.func(args), f"srlab {args.command}")
