@@ -41,6 +41,7 @@ def test_assignment_recipe_is_the_voc2011_note():
     assert (p.model.name, p.model.residual) == ("srcnn", False)  # 9-5-5 as the note draws it
     assert p.train.perceptual_init == "mse" and p.loss.vgg_weight > 0
     assert all(w > 0 for w in p.loss.vgg_layers.nonzero().values()) and len(p.loss.vgg_layers.nonzero()) == 4
+    assert p.loss.vgg_init == "imagenet"  # the note's VGG16
     assert _recipe_params("assignment", "control").loss.vgg_weight == 0  # the same epochs without the VGG term
     assert _recipe_params("assignment", "scratch").train.perceptual_init == "scratch"
 
@@ -51,6 +52,11 @@ def test_srcnn_cli_recipe_is_the_9_1_5_note():
     assert (p.train.lr, p.train.batch_size, p.train.epochs, p.train.save_every) == (1e-4, 128, 100, 10)
     assert p.loss.pixel_weights() == {"mse": 1.0, "l1": 0.0, "ssim": 0.0}
     assert p.data.train_source == "folder"  # the 91 images have no checksummed archive
+    assert (p.data.train_dir, p.data.hr_size, p.data.hr_size // p.data.scale) == (
+        "data/T91",
+        33,
+        11,
+    )  # 33 px sub-images
 
 
 def test_rescnn_recipe_is_the_four_term_note():
@@ -59,6 +65,7 @@ def test_rescnn_recipe_is_the_four_term_note():
     assert (p.data.hr_size, p.data.hr_size // p.data.scale) == (256, 64)  # the note's 64 -> 256
     weights = {k: w for k, w in p.loss.second_stage_weights().items() if w > 0}
     assert weights == {"mse": 1.0, "l1": 1.0, "ssim": 1.0, "perceptual": 1.0}
+    assert p.loss.vgg_init == "imagenet" and p.loss.pixel_weights() == {"mse": 1.0, "l1": 1.0, "ssim": 1.0}
     nearest = _recipe_params("rescnn", "nearest")
     assert (nearest.data.degradation, nearest.eval.degradation) == ("nearest", "nearest")
 
@@ -71,6 +78,12 @@ def test_srgan_recipe_is_the_srresnet_srgan_note():
     assert p.loss.pixel_weights()["mse"] == 1.0  # SRResNet pre-trained with MSE
     assert {k: w for k, w in p.loss.second_stage_weights().items() if w > 0} == {"vgg19": 1.0, "adversarial": 1e-3}
     assert p.eval.rgb  # the note's RGB scores beside the published Y ones
+    assert (p.data.hr_size, p.train.batch_size, p.loss.vgg19_init, p.loss.pixel_in_perceptual) == (
+        192,  # stored patches the 128 px crops are drawn from
+        16,
+        "imagenet",
+        False,
+    )
     # the note's budget in its units: 250 SRResNet epochs, then 100 (or 200) SRGAN epochs of 800 crops
     assert (p.train.epochs, p.train.perceptual_epochs, p.train.epoch_samples) == (250, 100, 800)
     assert _recipe_params("srgan", "longer").train.perceptual_epochs == 200
@@ -101,7 +114,7 @@ def test_srlab_recipe_writes_params_yaml_keeps_its_comments_and_default_restores
     out = capsys.readouterr().out
     assert "model.name: 'srcnn' -> 'srresnet'" in out and "dvc exp run -n srgan" in out
     text = params.read_text()
-    assert "# SRGAN's discriminator head" in text  # the comments stay
+    assert "# SRGAN's: pooled (paper's convs, any size)" in text  # the comments stay
     assert parse_params(yaml.safe_load(text)) == _recipe_params("srgan")
     main(["recipe", "default", "--params", str(params), "--recipes", str(REPO / "recipes")])
     assert yaml.safe_load(params.read_text()) == yaml.safe_load((REPO / "params.yaml").read_text())
