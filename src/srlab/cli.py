@@ -9,7 +9,7 @@ from pathlib import Path
 
 from srlab.entry import run
 from srlab.errors import SrlabError
-from srlab.params import DEGRADATIONS, TEST_SETS
+from srlab.params import DEGRADATIONS, PRECISIONS, TEST_SETS
 
 
 def check_metrics(args) -> None:
@@ -146,7 +146,7 @@ def evaluate_command(args) -> None:
             "train": {"device": args.device},
         }
     )
-    mirror = Path("data/mirror")  # as the download stage looks: data/mirror, $SRLAB_DATA_MIRROR, the network
+    mirror = Path(p.data.mirror)  # as the download stage looks: data/mirror, $SRLAB_DATA_MIRROR, the network
     with tempfile.TemporaryDirectory(prefix="srlab-evaluate-") as tmp:
         sets = Path(tmp) / "sets"  # evaluate reads <root>/<set>: link each set's folder there
         sets.mkdir()
@@ -415,7 +415,7 @@ def _add_inference(commands) -> None:
     ev.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=TEST_SETS)
     ev.add_argument("--scale", type=int, help="refuse a model trained for another scale")
     ev.add_argument("--degradation", default="bicubic", choices=DEGRADATIONS, help="how the LR inputs are made")
-    ev.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ev.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ev.add_argument("--out", type=Path, help="also keep each output image here (<out>/<set>/<method>/)")
     ev.set_defaults(func=evaluate_command)
@@ -438,7 +438,7 @@ def _add_inference(commands) -> None:
     sr.add_argument(
         "--precision",
         default="fp32",
-        choices=("fp32", "bf16"),
+        choices=PRECISIONS,
         help="bf16: bfloat16 convolutions, fast on CPUs with AMX and on GPUs (docs/RESULTS.md has its cost)",
     )
     sr.add_argument(

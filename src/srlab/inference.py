@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from srlab.params import PRECISIONS
+
 CHANNELS_LAST = torch.channels_last  # NHWC: faster convolutions on CPU (oneDNN) and GPU (cuDNN)
 TILE = 256  # LR pixels per tile side: a 1080p frame at x2 is a few dozen tiles
 OVERLAP = 16  # LR context around each tile; more than any srlab model's receptive radius
@@ -22,9 +24,6 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
 
 def _to_float(t: torch.Tensor) -> np.ndarray:
     return t[0].permute(1, 2, 0).float().cpu().numpy()
-
-
-PRECISIONS = ("fp32", "bf16")
 
 
 def _autocast(device, precision: str) -> torch.autocast:

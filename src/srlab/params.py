@@ -27,6 +27,7 @@ TEST_SETS = ("Set5", "Set14", "B100", "Urban100")  # all from EDSR's benchmark.t
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 BACKBONE_INITS = ("imagenet", "random")  # or the path of a state dict
 MODELS = ("srcnn", "srcnn915", "rescnn", "srresnet", "johnson", "edsr")
+PRECISIONS = ("fp32", "bf16")  # of the models' convolutions, in training and inference
 
 
 def _rule(**kwargs) -> dict:
@@ -88,7 +89,7 @@ class TrainParams:
     )  # cosine: to 0 at the last step
     warmup_steps: int = field(default=0, **_rule(min=0))  # linear warm-up from lr / warmup_steps, each stage
     device: str = field(default="auto", **_rule(choices=DEVICES))
-    precision: str = field(default="auto", **_rule(choices=("auto", "fp32", "bf16")))  # auto: bf16 on CUDA that has it
+    precision: str = field(default="auto", **_rule(choices=("auto", *PRECISIONS)))  # auto: bf16 on CUDA that has it
     compile: bool = False  # torch.compile the model (minutes of compiling; pays off on long GPU runs)
     crop_size: int = field(
         default=0, **_rule(min=0)
@@ -181,7 +182,7 @@ class EvalParams:
     )  # auto: LPIPS-VGG when torchvision's ImageNet VGG16 is on disk
     rgb: bool = False  # also score rgb_psnr / rgb_ssim: RGB, no border shaved (the SRGAN note's way)
     vgg_layers: LayerWeights = field(default_factory=LayerWeights)
-    precision: str = field(default="fp32", **_rule(choices=("fp32", "bf16")))  # the models' convolutions only
+    precision: str = field(default="fp32", **_rule(choices=PRECISIONS))  # the models' convolutions only
 
 
 @dataclass(frozen=True)
