@@ -373,3 +373,27 @@ def test_bf16_reaches_the_cli_and_the_evaluate_stage_and_scores_stay_fp32(tmp_pa
     out = np.asarray(Image.open(tmp_path / "sr" / "Set5" / "srcnn_mse" / "a.png"))
     assert np.array_equal(out, super_resolve(srcnn, downscale(photo, 2, "bicubic", 1.0), "cpu", precision="bf16"))
     assert summary["Set5"]["srcnn_mse"]["psnr"] == pytest.approx(psnr_y(out, photo, 2))
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_bf16_on_a_cpu_without_amx_says_what_to_expect_once_and_auto_stays_fp32_on_either(
+    tmp_path, monkeypatch, capsys, amx
+):
+    """The CPU's flags are faked, so this gives the same verdict on an AMX Xeon and an AVX2 EPYC."""
+    from srlab import device
+
+    flags = "fpu sse2 avx2 avx512f" + (" amx_bf16 amx_tile avx512_bf16" if amx else "")
+    (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(device, "CPUINFO", tmp_path / "cpuinfo")
+    monkeypatch.setattr(device, "_said", set())
+    assert ("amx_bf16" in device.cpu_flags()) == amx
+    cpu = torch.device("cpu")
+    assert not device.autocast("auto", cpu)._enabled and not device.autocast("fp32", cpu)._enabled
+    assert capsys.readouterr().err == ""  # fp32 and auto say nothing
+    for _ in range(3):
+        assert device.autocast("bf16", cpu)._enabled
+    err = capsys.readouterr().err.strip().splitlines()
+    if amx:
+        assert err == []
+    else:
+        assert len(err) == 1 and "this CPU has no AMX (no amx_bf16 in /proc/cpuinfo)" in err[0], err

@@ -151,7 +151,14 @@ def test_each_list_of_names_has_one_source_that_the_registries_follow():
     assert tuple(MODELS) == params.MODELS  # every model the params accept is built, and no other
     assert set(degrade.RESAMPLE) | {"gaussian"} == set(params.DEGRADATIONS)  # gaussian: a blur, then bicubic
     assert tuple(sources.TEST_SETS) == params.TEST_SETS
-    every_term = params.LossParams(vgg19_weight=1.0, resnet_weight=1.0)
-    assert [name for name, _, _ in backbones.used_by(every_term)] == list(backbones.BACKBONES)
+    used = [
+        name
+        for resnet in params.RESNET_BLOCKS
+        for name, _, _ in backbones.used_by(params.LossParams(vgg19_weight=1.0, resnet_weight=1.0, resnet_model=resnet))
+    ]
+    assert sorted(set(used)) == sorted(backbones.BACKBONES)
+    for resnet, blocks in params.RESNET_BLOCKS.items():  # the block counts the params check against
+        net = backbones.BACKBONES[resnet].build(weights=None)
+        assert len([*net.layer1, *net.layer2, *net.layer3, *net.layer4]) == blocks
     with pytest.raises(SystemExit):
         main(["download-test-sets", "x", "--sets", "Set99"])  # the CLI takes its choices from the same list

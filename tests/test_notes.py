@@ -249,6 +249,33 @@ def test_srgan_logs_its_discriminator_loss_keeps_it_with_the_best_checkpoints_an
     assert last["optimizer"]["param_groups"][0]["lr"] == 1e-4 and last["optimizer_d"]["param_groups"][0]["lr"] == 4e-4
 
 
+@pytest.mark.parametrize(
+    "name, model, block",
+    [("res_loss_18_4", "resnet18", 4), ("res_loss_34_3", "resnet34", 3), ("res_loss_34_5", "resnet34", 5)],
+)
+def test_srgan_notes_resnet_content_losses_take_the_ith_residual_block_counted_from_the_first(name, model, block):
+    """As the note's text says (its code skips layer1 and counts stages instead: docs/notes.md)."""
+    from srlab.backbones import backbone
+    from srlab.losses.content import resnet_features
+
+    net = backbone(model, "random", 0, param="loss.resnet_init")
+    x = torch.rand(1, 3, 48, 48)
+    h = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    for i, residual in enumerate([*net.layer1, *net.layer2, *net.layer3, *net.layer4], start=1):
+        h = residual(h)
+        if i == block:
+            break
+    assert torch.equal(resnet_features(model, block, "random", 0)(x), h), name
+    p = parse_params({"loss": {"resnet_weight": 1.0, "resnet_model": model, "resnet_block": block}})
+    assert (p.loss.resnet_model, p.loss.resnet_block) == (model, block)
+
+
+def test_a_resnet_block_past_the_networks_last_is_one_line():
+    with pytest.raises(SrlabError, match="resnet_block: 9 is past the last of resnet18's 8 residual blocks"):
+        parse_params({"loss": {"resnet_block": 9}})
+    assert parse_params({"loss": {"resnet_block": 16, "resnet_model": "resnet34"}}).loss.resnet_block == 16
+
+
 def test_random_rotation_keeps_lr_and_hr_an_exact_pair(photo):
     from srlab.data.augment import draw_rotations, rotation
     from srlab.data.degrade import downscale, rotate

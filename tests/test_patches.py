@@ -251,3 +251,36 @@ def test_bilinear_and_gaussian_degradations_match_independent_references(photo):
         got = downscale(hr, 4, "gaussian", sigma=sigma)
         assert np.abs(got.astype(int) - reference).max() <= 1, sigma  # float32 against float64 rounding
         assert (got != reference).mean() < 0.01, sigma
+
+
+def test_val_crop_makes_the_val_split_one_centre_crop_per_photo_and_refuses_a_smaller_photo(tmp_path, photo):
+    """The SRGAN note validates on centre crops of its validation photos (data.val_crop)."""
+    from srlab.data.patches import prepare
+    from srlab.params import DataParams
+
+    raw = tmp_path / "raw"
+    _photos(raw / "train", photo, count=2)
+    val = _photos(raw / "val", photo, count=3)  # 120x96, 119x95, 118x94
+    d = DataParams(scale=2, hr_size=32, patches_per_image=4, val_crop=80, workers=1)
+    report, _ = prepare(d, 0, raw, tmp_path / "store", tmp_path / "report.json")
+    assert (report["train"]["patches"], report["val"]["patches"]) == (8, 3)
+    assert store.read_index(tmp_path / "store")["val_crop"] == 80
+    crops = store.load_pairs(tmp_path / "store", "val")
+    assert crops.hr.shape == (3, 80, 80, 3) and crops.lr.shape == (3, 40, 40, 3)
+    for path, hr, lr, (y, x) in zip(val, crops.hr, crops.lr, crops.corners):
+        full = mod_crop(np.asarray(Image.open(path)), 2)
+        assert (y, x) == (
+            (full.shape[0] // 2 - 40) // 2 * 2,
+            (full.shape[1] // 2 - 40) // 2 * 2,
+        )  # the middle, on the grid
+        assert np.array_equal(full[y : y + 80, x : x + 80], hr)
+        assert np.array_equal(downscale(full, 2, "bicubic")[y // 2 : y // 2 + 40, x // 2 : x // 2 + 40], lr)
+    assert store.load_pairs(tmp_path / "store", "train").hr.shape == (8, 32, 32, 3)  # training's pairs as before
+
+    before = _store_bytes(tmp_path / "store")
+    with pytest.raises(SrlabError) as err:
+        prepare(
+            DataParams(scale=2, hr_size=32, val_crop=96, workers=1), 0, raw, tmp_path / "store", tmp_path / "r.json"
+        )
+    assert str(err.value) == f"data.val_crop: 96 px is larger than {val[1]} (119x95)"
+    assert _store_bytes(tmp_path / "store") == before  # nothing written

@@ -52,11 +52,15 @@ def test_srcnn_cli_recipe_is_the_9_1_5_note():
     assert (p.train.lr, p.train.batch_size, p.train.epochs, p.train.save_every) == (1e-4, 128, 100, 10)
     assert p.loss.pixel_weights() == {"mse": 1.0, "l1": 0.0, "ssim": 0.0}
     assert p.data.train_source == "folder"  # the 91 images have no checksummed archive
-    assert (p.data.train_dir, p.data.hr_size, p.data.hr_size // p.data.scale) == (
-        "data/T91",
-        33,
-        11,
-    )  # 33 px sub-images
+    assert (p.data.train_dir, p.data.hr_size, p.data.hr_size // p.data.scale) == ("data/T91", 33, 11)
+    # the paper's sub-images: a grid of 33 px tiles, its stride 14 moved onto the x3 LR grid (12), and
+    # its epoch of about 24,800 of them
+    assert (p.data.layout, p.data.step(), p.data.step() % p.data.scale, p.train.epoch_samples) == (
+        "tiles",
+        12,
+        0,
+        24800,
+    )
 
 
 def test_rescnn_recipe_is_the_four_term_note():
@@ -87,6 +91,15 @@ def test_srgan_recipe_is_the_srresnet_srgan_note():
     # the note's budget in its units: 250 SRResNet epochs, then 100 (or 200) SRGAN epochs of 800 crops
     assert (p.train.epochs, p.train.perceptual_epochs, p.train.epoch_samples) == (250, 100, 800)
     assert _recipe_params("srgan", "longer").train.perceptual_epochs == 200
+    assert p.data.val_crop == 256  # validation and the best checkpoints on 256 px centre crops
+    for run, (model, block) in {
+        "res18_4": ("resnet18", 4),
+        "res34_3": ("resnet34", 3),
+        "res34_5": ("resnet34", 5),
+    }.items():
+        r = _recipe_params("srgan", run)
+        assert (r.loss.resnet_model, r.loss.resnet_block, r.loss.resnet_init) == (model, block, "imagenet"), run
+        assert {k: w for k, w in r.loss.second_stage_weights().items() if w > 0} == {"resnet": 1.0, "adversarial": 1e-3}
 
 
 def test_johnson_recipe_is_the_perceptual_losses_note():
@@ -161,12 +174,13 @@ SHRINK = [
     "plots.crop=64",
     "loss.vgg_init=random",
     "loss.vgg19_init=random",
+    "loss.resnet_init=random",
 ]
 TINY = {
     "assignment": ["data.hr_size=32", "train.batch_size=8"],
     "srcnn-cli": ["train.batch_size=8", "train.epochs=2", "train.save_every=1"],  # data.train_dir: below
     "rescnn": ["data.hr_size=32", "train.batch_size=8"],
-    "srgan": ["data.hr_size=48", "train.crop_size=32", "train.batch_size=8"],
+    "srgan": ["data.hr_size=48", "data.val_crop=64", "train.crop_size=32", "train.batch_size=8"],
     "johnson": ["data.hr_size=32"],
 }
 

@@ -115,7 +115,8 @@ def test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data(
 
     monkeypatch.setattr(checkpoint, "save", counting_save)
     if change == "code":
-        monkeypatch.setattr(training, "_code_digest", lambda: "edited")
+        edited = {**training.code_files(), "training.py": "edited"}
+        monkeypatch.setattr(training, "code_files", lambda: edited)
     if change == "data":  # the same number of pairs, cut from the photo mirrored
         save_pairs(patches, "train", crop_pairs(photo[:, ::-1], 2, 16, 24, Degradation("bicubic"), rng))
     if change == "weights":  # other weights under the same path
@@ -128,25 +129,26 @@ def test_a_finished_run_is_resumed_only_with_the_same_params_code_and_data(
     assert epochs_trained == ([] if change == "nothing" else [1])
 
 
-def test_the_code_digest_covers_every_python_file_of_the_package_by_content(tmp_path):
+def test_the_code_record_covers_every_python_file_of_the_package_by_content(tmp_path):
     import shutil
 
     import srlab
-    from srlab.training import _code_digest
+    from srlab.training import changed_files, code_files
 
     package = Path(srlab.__file__).parent
     copy = tmp_path / "srlab"
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert _code_digest(copy) == _code_digest(package)  # by content and relative name, not location
+    assert code_files(copy) == code_files(package)  # by content and relative name, not location
     (copy / "README.txt").write_text("not code")
-    assert _code_digest(copy) == _code_digest(package)
+    assert code_files(copy) == code_files(package)
     for edit in ("losses/perceptual.py", "data/loader.py", "training.py"):  # nested modules too
         original = (copy / edit).read_text()
         (copy / edit).write_text(original + "\n# edited\n")
-        assert _code_digest(copy) != _code_digest(package), edit
+        assert changed_files(code_files(package), code_files(copy)) == [edit]
         (copy / edit).write_text(original)
     (copy / "models" / "new.py").write_text("")
-    assert _code_digest(copy) != _code_digest(package)  # a new module counts
+    (copy / "ema.py").unlink()
+    assert changed_files(code_files(package), code_files(copy)) == ["ema.py", "models/new.py"]  # added, removed
 
 
 def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, patches, monkeypatch):
@@ -483,6 +485,60 @@ def test_cli_resume_with_other_model_or_data_params_is_refused_in_one_line(tmp_p
         cli("resume", tmp_path / "run/checkpoints/best_psnr.pt", "--num-epoch", "2")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds weights only" in err[0]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resuming_a_copied_checkpoint_writes_only_into_the_run_named_by_out(tmp_path, patches, capsys):
+    """The SRCNN note keeps `checkpoint.x` files where it runs: continuing one must not replace the
+    model, checkpoints or curves of the run it was copied from."""
+    run = tmp_path / "run"
+    cli("train", "--params", train_params_file(tmp_path, epochs=1), "--patches", patches, "--out", run)
+    original = _files(run)
+    copy = tmp_path / "checkpoint.1"
+    copy.write_bytes((run / "checkpoints/last.pt").read_bytes())
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli("resume", copy, "--num-epoch", "2", "--batch-size", "4")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"write into that run and replace {run / 'model.safetensors'}" in err[0], err
+    assert "--out DIR" in err[0]
+
+    cli("resume", copy, "--num-epoch", "2", "--batch-size", "4", "--out", tmp_path / "continued")
+    assert _files(run) == original  # the run it was copied from: untouched
+    continued = tmp_path / "continued"
+    assert sorted(_files(continued)) == sorted(original)  # the same kinds of files, all in one run folder
+    meta = checkpoint.load(continued / "model.safetensors")["meta"]
+    assert [row["epoch"] for row in meta["history"]] == [1, 2]
+    assert meta["overrides"] == [{"epoch": 1, "train": {"epochs": [1, 2], "batch_size": [8, 4]}}]
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".pt"] == []  # nothing written beside the copy
+
+
+def test_resume_after_a_code_change_names_the_modules_and_continues_only_when_asked(
+    tmp_path, patches, capsys, monkeypatch
+):
+    import srlab.training as training
+
+    run = tmp_path / "run"
+    cli("train", "--params", train_params_file(tmp_path, epochs=1), "--patches", patches, "--out", run)
+    edited = {**training.code_files(), "losses/content.py": "edited", "models/new.py": "added"}
+    monkeypatch.setattr(training, "code_files", lambda: edited)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli("resume", run / "checkpoints/last.pt", "--num-epoch", "2")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "srlab's code changed since it was saved (losses/content.py, models/new.py)" in err[0]
+    assert f"srlab resume {run / 'checkpoints/last.pt'} --new-code" in err[0]
+    assert checkpoint.load(run / "checkpoints/last.pt")["meta"]["epoch"] == 1  # nothing written
+
+    cli("resume", run / "checkpoints/last.pt", "--num-epoch", "2", "--new-code")
+    assert "code: losses/content.py, models/new.py: from here this run differs" in capsys.readouterr().out
+    change = {"epoch": 1, "train": {"epochs": [1, 2]}, "code": ["losses/content.py", "models/new.py"]}
+    assert checkpoint.load(run / "checkpoints/last.pt")["meta"]["overrides"] == [change]
+    assert checkpoint.load(run / "model.safetensors")["meta"]["overrides"] == [change]
 
 
 def test_srgan_trains_its_discriminator_and_resumes_it_exactly(tmp_path, patches):

@@ -1,5 +1,6 @@
 """The GitHub Actions workflow cannot run here: check its steps' structure, and that CI gates on the committed run."""
 
+import ast
 import re
 
 import yaml
@@ -87,3 +88,13 @@ def test_the_readme_stays_a_quickstart():
         "## More",
     ]
     assert [readme.index(heading) for heading in order] == sorted(readme.index(heading) for heading in order)
+
+
+def test_every_function_in_the_package_fits_on_one_screen():
+    """A reader sees each function whole (60 lines): long work is split by meaning into named calls."""
+    too_long = []
+    for path in sorted((REPO / "src").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                too_long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
+    assert not too_long

@@ -18,7 +18,16 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, VGG16_Weights, VGG19_Weights, resnet18, vgg16, vgg19
+from torchvision.models import (
+    ResNet18_Weights,
+    ResNet34_Weights,
+    VGG16_Weights,
+    VGG19_Weights,
+    resnet18,
+    resnet34,
+    vgg16,
+    vgg19,
+)
 
 from srlab.errors import SrlabError
 from srlab.fileio import file_digest
@@ -43,6 +52,7 @@ BACKBONES = {
     "vgg16": Backbone(vgg16, VGG16_Weights.IMAGENET1K_V1, "features.0.weight"),
     "vgg19": Backbone(vgg19, VGG19_Weights.IMAGENET1K_V1, "features.0.weight"),
     "resnet18": Backbone(resnet18, ResNet18_Weights.IMAGENET1K_V1, "conv1.weight"),
+    "resnet34": Backbone(resnet34, ResNet34_Weights.IMAGENET1K_V1, "conv1.weight"),
 }
 IMAGENET_FILE = BACKBONES["vgg16"].filename  # vgg16-397923af.pth
 
@@ -95,11 +105,11 @@ def _say_if_untracked(path: Path, param: str) -> None:
 
 def used_by(loss) -> list[tuple[str, str, str]]:
     """(network, its param, its init) of each backbone the terms of `loss` (LossParams) use: VGG16
-    always (the perceptual term, and every run's curves), VGG19 and ResNet18 when weighted."""
+    always (the perceptual term, and every run's curves), VGG19 and loss.resnet_model when weighted."""
     wanted = (
         ("vgg16", "loss.vgg_init", loss.vgg_init, True),
         ("vgg19", "loss.vgg19_init", loss.vgg19_init, loss.vgg19_weight > 0),
-        ("resnet18", "loss.resnet_init", loss.resnet_init, loss.resnet_weight > 0),
+        (loss.resnet_model, "loss.resnet_init", loss.resnet_init, loss.resnet_weight > 0),
     )
     return [(name, param, init) for name, param, init, used in wanted if used]
 

@@ -26,13 +26,13 @@ import torch
 from PIL import Image
 
 from srlab.data.store import Pairs, save_pairs
-from srlab.device import describe_device, resolve_device
+from srlab.device import autocast, describe_device, resolve_device, uses_bf16
 from srlab.fileio import write_text
 from srlab.inference import CHANNELS_LAST, super_resolve
 from srlab.losses import SRLoss, build_terms
 from srlab.models import build_model, flops_per_output_pixel
 from srlab.params import Params, apply_overrides, parse_params
-from srlab.training import TrainJob, autocast_for, optimisation_step, train, uses_bf16
+from srlab.training import TrainJob, optimisation_step, train
 
 FULL = {
     "hr_size": 240,
@@ -97,7 +97,7 @@ class SeedsStyleDataset(torch.utils.data.Dataset):
 def step_rate(model, objective, batches, steps: int, warmup: int, p: Params, device, layout) -> float:
     """Images/s of training's own step (forward, loss, backward, Adam) over `steps` batches after `warmup`."""
     optimizer = torch.optim.Adam(model.parameters(), lr=p.train.lr)
-    autocast = autocast_for(p.train.precision, device)
+    precision = autocast(p.train.precision, device)
     images = 0
     for i, (lr, hr) in enumerate(batches):
         if i == warmup:
@@ -105,7 +105,7 @@ def step_rate(model, objective, batches, steps: int, warmup: int, p: Params, dev
             start, images = time.perf_counter(), 0
         lr = lr.to(device, non_blocking=True).contiguous(memory_format=layout)
         hr = hr.to(device, non_blocking=True).contiguous(memory_format=layout)
-        optimisation_step(model, objective, optimizer, autocast, lr, hr)
+        optimisation_step(model, objective, optimizer, precision, lr, hr)
         images += len(lr)
         if i + 1 == warmup + steps:
             break

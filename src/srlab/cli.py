@@ -291,10 +291,26 @@ def resume_command(args) -> None:
                 "make another run: train it with `srlab train`"
             )
     params = parse_params(apply_overrides(meta["params"], overrides), source=f"{args.checkpoint} + --set")
-    job = job_from_checkpoint(meta, params)
-    _run_job(
-        dataclasses.replace(job, checkpoint_dir=args.checkpoint.parent, resume_from=args.checkpoint), must_resume=True
-    )
+    job = _continued_run(args, job_from_checkpoint(meta, params))
+    _run_job(dataclasses.replace(job, resume_from=args.checkpoint, new_code=args.new_code), must_resume=True)
+
+
+def _continued_run(args, job):
+    """Where a resume writes: all into one run, never two. The run recorded in the checkpoint when
+    the checkpoint is one of its own, or --out; a copy kept elsewhere needs --out while its run is
+    still there, so that continuing it cannot replace that run's model file and checkpoints."""
+    if args.out is not None:
+        out = args.out
+        return dataclasses.replace(
+            job, model_out=out / "model.safetensors", checkpoint_dir=out / "checkpoints", live=out / "live"
+        )
+    own = args.checkpoint.resolve().parent == job.checkpoint_dir.resolve()
+    if not own and (job.model_out.exists() or job.checkpoint_dir.exists()):
+        raise SrlabError(
+            f"{args.checkpoint}: a copy of a checkpoint of the run in {job.checkpoint_dir}; resuming it would "
+            f"write into that run and replace {job.model_out}: name a folder for the continued run with --out DIR"
+        )
+    return job
 
 
 def note_flags(args, stage: str) -> list[str]:
@@ -504,6 +520,18 @@ def _add_training(commands) -> None:
         metavar="KEY=VALUE",
         help="change train.* params: more epochs continue bit for bit; any other change "
         "(batch size, rate, device...) continues from the saved state and is recorded",
+    )
+    rs.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="continue the run in DIR (DIR/model.safetensors, DIR/checkpoints, DIR/live); default: the run the "
+        "checkpoint belongs to (a copy kept elsewhere needs --out)",
+    )
+    rs.add_argument(
+        "--new-code",
+        action="store_true",
+        help="continue although srlab's code changed since the checkpoint (the changed modules are recorded)",
     )
     add_note_flags(rs)
     rs.set_defaults(func=resume_command)

@@ -1,9 +1,11 @@
-"""Choosing the device and making CPU runs bit-for-bit repeatable."""
+"""Choosing the device and the precision, and making CPU runs bit-for-bit repeatable."""
 
 from __future__ import annotations
 
 import platform
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +26,47 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"{device.type} ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+CPUINFO = Path("/proc/cpuinfo")
+_said: set[str] = set()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty where there is no /proc/cpuinfo)."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "flags :")
+    return set(line.split(":", 1)[1].split())
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 when asked; `auto` only on CUDA with bf16. On CPU `auto` stays fp32 whether or not the
+    CPU has AMX, so the same params give the same numbers on every CPU kind (docs/RESULTS.md)."""
+    if precision == "bf16":
+        return True
+    return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def autocast(precision: str, device: torch.device | str) -> torch.autocast:
+    """bf16 autocast for `precision` (fp32, bf16 or auto), else a no-op: training and inference
+    alike. bf16 asked for on a CPU without AMX says once what to expect."""
+    device = torch.device(device)
+    enabled = uses_bf16(precision, device)
+    if enabled and device.type == "cpu" and "amx_bf16" not in cpu_flags():
+        _say_once(
+            "precision bf16: this CPU has no AMX (no amx_bf16 in /proc/cpuinfo), so bf16 is emulated: expect it "
+            "no faster than fp32, and a few hundredths of a dB lower (docs/RESULTS.md)"
+        )
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _say_once(line: str) -> None:
+    if line not in _said:
+        _said.add(line)
+        print(line, file=sys.stderr)
 
 
 def seed_everything(seed: int) -> None:

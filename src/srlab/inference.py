@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from srlab.device import autocast
 from srlab.params import PRECISIONS
 
 CHANNELS_LAST = torch.channels_last  # NHWC: faster convolutions on CPU (oneDNN) and GPU (cuDNN)
@@ -24,14 +25,6 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
 
 def _to_float(t: torch.Tensor) -> np.ndarray:
     return t[0].permute(1, 2, 0).float().cpu().numpy()
-
-
-def _autocast(device, precision: str) -> torch.autocast:
-    """bf16 autocast for `precision` bf16 (AMX on Intel CPUs since Sapphire Rapids, tensor cores on
-    GPUs); fp32 runs as it always did. Outputs are converted to fp32 before clamping and rounding."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def histogram_match(sr: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -62,7 +55,9 @@ def super_resolve(
     covers the model's receptive field. `precision` bf16 runs the model in bfloat16 (autocast).
     """
     convert = _to_float if raw else to_uint8
-    with _autocast(device, precision):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    with autocast(precision, device):
         return _tiled(model, lr, device, scale, tile, overlap, lambda t: convert(t.float()), raw)
 
 

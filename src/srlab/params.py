@@ -26,6 +26,7 @@ DEVICES = ("auto", "cpu", "cuda")
 TEST_SETS = ("Set5", "Set14", "B100", "Urban100")  # all from EDSR's benchmark.tar
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 BACKBONE_INITS = ("imagenet", "random")  # or the path of a state dict
+RESNET_BLOCKS = {"resnet18": 8, "resnet34": 16}  # residual blocks of each ResNet the content loss can use
 MODELS = ("srcnn", "srcnn915", "rescnn", "srresnet", "johnson", "edsr")
 PRECISIONS = ("fp32", "bf16")  # of the models' convolutions, in training and inference
 
@@ -46,6 +47,7 @@ class DataParams:
     layout: str = field(default="patches", **_rule(choices=("patches", "tiles")))  # see srlab.data.patches
     patches_per_image: int = field(default=48, **_rule(min=1))  # patches: pairs at random positions per photo
     tile_step: int = field(default=0, **_rule(min=0))  # tiles: HR pixels between tiles; 0: half of hr_size
+    val_crop: int = field(default=0, **_rule(min=0))  # >0: the val split is one centre crop per photo, this side
     workers: int = field(
         default=0, **_rule(min=0)
     )  # prepare's processes; 0: one per core (the output does not depend on it)
@@ -55,6 +57,8 @@ class DataParams:
     def problem(self) -> str | None:
         if self.hr_size % self.scale:
             return f"hr_size: {self.hr_size} is not a multiple of scale ({self.scale})"
+        if self.val_crop % self.scale:
+            return f"val_crop: {self.val_crop} is not a multiple of scale ({self.scale})"
         if self.layout == "tiles" and (self.step() % self.scale or self.step() > self.hr_size or self.step() == 0):
             return (
                 f"tile_step: {self.step()} must be a multiple of scale ({self.scale}), above 0 and at most "
@@ -140,12 +144,20 @@ class LossParams:
     vgg19_init: str = field(default="random", **_rule(choices_or_file=BACKBONE_INITS))
     resnet_weight: float = field(default=0.0, **_rule(min=0.0))
     resnet_init: str = field(default="random", **_rule(choices_or_file=BACKBONE_INITS))
+    resnet_model: str = field(default="resnet18", **_rule(choices=tuple(RESNET_BLOCKS)))
+    # the features after this residual block, counted from the first (6: the end of ResNet18's layer3)
+    resnet_block: int = field(default=6, **_rule(min=1))
     adversarial_weight: float = field(default=0.0, **_rule(min=0.0))
     # false: train_perceptual leaves the pixel terms out (SRGAN's content + adversarial objective,
     # Johnson's feature loss alone); train_mse always uses them
     pixel_in_perceptual: bool = True
 
     def problem(self) -> str | None:
+        if self.resnet_block > RESNET_BLOCKS[self.resnet_model]:
+            return (
+                f"resnet_block: {self.resnet_block} is past the last of {self.resnet_model}'s "
+                f"{RESNET_BLOCKS[self.resnet_model]} residual blocks"
+            )
         if not any(w > 0 for w in self.pixel_weights().values()):
             return "mse_weight, l1_weight and ssim_weight are all 0; train_mse needs at least one above 0"
         if not any(w > 0 for w in self.second_stage_weights().values()):

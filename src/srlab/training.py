@@ -29,7 +29,7 @@ from srlab.backbones import describe, describe_vgg, used_by
 from srlab.data import store
 from srlab.data.augment import augment, draw_corners, draw_flips, draw_rotations, rotation
 from srlab.data.loader import BatchLoader, as_float
-from srlab.device import describe_device, resolve_device, seed_everything
+from srlab.device import autocast, describe_device, resolve_device, seed_everything
 from srlab.ema import WeightAverage
 from srlab.errors import SrlabError
 from srlab.fileio import file_md5, remove_stale_temporaries
@@ -57,6 +57,7 @@ class TrainJob:
     stage: str = "mse"  # mse | perceptual: which epochs param counts (train.epochs, train.perceptual_epochs)
     live: Path | None = None  # where the curves go (dvclive folder); kept so resume can append to them
     resume_from: Path | None = None  # `srlab resume`: this checkpoint, else checkpoint_dir/last.pt when it fits
+    new_code: bool = False  # `srlab resume --new-code`: continue although srlab's code changed (recorded)
 
     @classmethod
     def for_stage(
@@ -96,7 +97,9 @@ class TrainJob:
     def describe(self) -> dict:
         """Everything `srlab resume` needs to rebuild this job from a checkpoint."""
         fields = {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("params", "resume_from")
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("params", "resume_from", "new_code")
         }
         return {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
 
@@ -129,19 +132,25 @@ def train(job: TrainJob, log: Callable[[dict], None] = lambda row: None, must_re
         distributed.stop(started)
 
 
+def _initial_model(job: TrainJob, main: bool) -> torch.nn.Module:
+    """The network as training starts it: fresh, or from `job.init_from` (another stage's model)."""
+    model = build_model(job.params.model, job.params.data.scale)
+    if job.init_from is not None:
+        fresh = checkpoint.initialise_from(model, job.init_from, job.params.model.name, job.params.data.scale)
+        if fresh and main:
+            print(
+                f"{job.name}: started from {job.init_from}; {len(fresh)} tensors made for another scale start fresh "
+                f"({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})"
+            )
+    return model
+
+
 def _train(
     job: TrainJob, log, must_resume: bool, ranks: distributed.Ranks, device: torch.device, honour_ctrl_c
 ) -> dict:
     p = job.params
     loop = Loop.build(job, ranks, device)
-    model = build_model(p.model, p.data.scale).to(device, memory_format=loop.layout)
-    if job.init_from is not None:
-        fresh = checkpoint.initialise_from(model, job.init_from, p.model.name, p.data.scale)
-        if fresh and ranks.main:
-            print(
-                f"{job.name}: started from {job.init_from}; {len(fresh)} tensors made for another scale start fresh "
-                f"({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})"
-            )
+    model = _initial_model(job, ranks.main).to(device, memory_format=loop.layout)
     vgg16 = build_vgg16_loss(p.loss.vgg_init, p.seed, p.loss.vgg_layers).to(device, memory_format=loop.layout)
     adversary = Adversary.build(p, device, loop.layout) if job.weights.get("adversarial", 0) > 0 else None
     loop.objective = SRLoss(
@@ -235,16 +244,18 @@ class Loop:
                 f"train.crop_size: {p.train.crop_size} is larger than the {train_set.patch_size} px patches "
                 f"in {job.patches}"
             )
-        return cls(p, ranks, device, layout, autocast_for(p.train.precision, device), train_set, val_set, per_epoch)
+        return cls(p, ranks, device, layout, autocast(p.train.precision, device), train_set, val_set, per_epoch)
 
     @property
     def steps(self) -> int:  # per epoch
         return self.per_epoch // self.params.train.batch_size
 
     def probes(self, vgg16) -> dict[str, _Scored]:
-        """The fixed samples the curves are scored on: evenly spaced (all of val when it is small),
-        and as many train pairs, scored like val, so the two curves compare."""
-        val = self.val_set.spread(max(1, SCORED_PIXELS // self.val_set.patch_size**2))
+        """The fixed samples the curves are scored on: evenly spaced (all of val when it is small, or
+        when it is the val photos' centre crops), and as many train pairs, scored like val, so the
+        two curves compare."""
+        whole = len(self.val_set) if self.params.data.val_crop else SCORED_PIXELS // self.val_set.patch_size**2
+        val = self.val_set.spread(max(1, whole))
         train = self.train_set.spread(len(val[0]))
         return {"train": _Scored(train, vgg16, self.layout), "val": _Scored(val, vgg16, self.layout)}
 
@@ -355,7 +366,7 @@ class RunState:
     epoch: int = 0  # epochs done
     history: list = dataclasses.field(default_factory=list)  # a row per epoch: the curves
     best: dict = dataclasses.field(default_factory=lambda: {"psnr": -math.inf, "ssim": -math.inf})  # on val
-    overrides: list = dataclasses.field(default_factory=list)  # train.* changes made by `srlab resume`
+    overrides: list = dataclasses.field(default_factory=list)  # train.* and code changes `srlab resume` made
 
     @classmethod
     def start(cls, model: torch.nn.Module, p: Params, adversary: Adversary | None) -> RunState:
@@ -412,40 +423,56 @@ class Checkpoints:
     def __init__(self, job: TrainJob, main: bool):
         self.job, self.last = job, job.checkpoint_dir / "last.pt"
         self.fingerprint, self.lineage = _fingerprint(job), _fingerprint(job, training=False)
+        self.code = code_files()
         if main:  # a run killed inside a save left its temporary file: this run owns the folder now
             remove_stale_temporaries(job.checkpoint_dir)
 
     def resume(self, run: RunState, must_resume: bool, main: bool) -> None:
-        """Continue from a checkpoint made by exactly this job on exactly this data (more epochs are
-        fine while the rate is constant: see _fingerprint); `srlab resume` may also change train.* params."""
+        """Continue from a checkpoint made by exactly this job on exactly this data and code (more
+        epochs are fine while the rate is constant: see _fingerprint). `srlab resume` may also change
+        train.* params and, with --new-code, continue under changed code; both are recorded."""
         job, path = self.job, self.job.resume_from or self.last
         state = checkpoint.load(path) if path.exists() else None
         meta = state["meta"] if state is not None else {}
-        exact = state is not None and meta.get("fingerprint") == self.fingerprint
-        changed = must_resume and state is not None and not exact and meta.get("lineage") == self.lineage
-        if not ((exact or changed) and meta["epoch"] <= job.epochs):
+        refusal = self._refusal(path, meta, state is not None, must_resume)
+        if refusal:
             if must_resume:
-                why = (
-                    "it does not exist"
-                    if state is None
-                    else f"it has {meta['epoch']} epochs, more than {job.epochs}"
-                    if meta.get("lineage") == self.lineage
-                    else "it was made by other model, data or loss params, code or data"
-                )
-                raise SrlabError(f"{path}: cannot resume from it: {why}")
+                raise SrlabError(f"{path}: cannot resume from it: {refusal}")
             return
         run.load_state_dict(state)
         if main:
             print(f"{job.name}: resuming from {path} after epoch {run.epoch}")
-        if changed:
-            difference = train_difference(meta["params"]["train"], dataclasses.asdict(job.params.train))
-            run.overrides = [*run.overrides, {"epoch": run.epoch, "train": difference}]
+        changes = {
+            "train": train_difference(meta["params"]["train"], dataclasses.asdict(job.params.train)),
+            "code": changed_files(meta["code"], self.code),
+        }
+        changes = {kind: change for kind, change in changes.items() if change}
+        if changes:
+            run.overrides = [*run.overrides, {"epoch": run.epoch, **changes}]
             if main:
                 print(
-                    f"{job.name}: "
-                    + ", ".join(f"train.{k} {a} -> {b}" for k, (a, b) in difference.items())
-                    + ": from here this run differs from an uninterrupted one (recorded in its checkpoints)"
+                    f"{job.name}: {_describe_changes(changes)}: from here this run differs from an uninterrupted one "
+                    "(recorded in its checkpoints)"
                 )
+
+    def _refusal(self, path: Path, meta: dict, exists: bool, must_resume: bool) -> str | None:
+        """Why the checkpoint at `path` cannot be continued by this job; None when it can. The
+        pipeline continues only the very same job; `srlab resume` also one with other train.* params."""
+        if not exists:
+            return "it does not exist"
+        if meta.get("lineage") != self.lineage:
+            return "it was made by other model, data or loss params, or other data"
+        if meta["epoch"] > self.job.epochs:
+            return f"it has {meta['epoch']} epochs, more than {self.job.epochs}"
+        code = changed_files(meta["code"], self.code)
+        if code and not self.job.new_code:
+            return (
+                f"srlab's code changed since it was saved ({', '.join(code)}); to continue with this code "
+                f"anyway: srlab resume {path} --new-code (recorded in the run)"
+            )
+        if not must_resume and (code or meta["fingerprint"] != self.fingerprint):
+            return "it was made by another job"
+        return None
 
     def save(self, run: RunState, row: dict, device: torch.device) -> None:
         """After an epoch: the best-so-far on val first, then last.pt, so a crash keeps them consistent."""
@@ -469,6 +496,7 @@ class Checkpoints:
             {
                 "fingerprint": self.fingerprint,
                 "lineage": self.lineage,
+                "code": self.code,
                 "job": job.describe(),
                 "params": job.params.to_dict(),
                 **_arch_meta(job.params),
@@ -502,20 +530,20 @@ def learning_rate(train: TrainParams, step: int, total_steps: int) -> float:
     return train.lr
 
 
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    if precision == "bf16":
-        return True
-    return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-
-def autocast_for(precision: str, device: torch.device) -> torch.autocast:
-    """bf16 autocast when train.precision asks for it (auto: CUDA with bf16), else a no-op."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(precision, device))
-
-
 def train_difference(before: dict, after: dict) -> dict[str, list]:
     """The train.* params a resume changed: {key: (saved, now)}."""
     return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+
+
+def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The modules of srlab edited, added or removed between two `code_files()`."""
+    return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+
+
+def _describe_changes(changes: dict) -> str:
+    train = [f"train.{k} {a} -> {b}" for k, (a, b) in changes.get("train", {}).items()]
+    code = [f"code: {', '.join(changes['code'])}"] if "code" in changes else []
+    return ", ".join(train + code)
 
 
 def _arch_meta(p: Params) -> dict:
@@ -596,19 +624,21 @@ def dvclive_logger(live) -> Callable[[dict], None]:
     return log
 
 
-def _code_digest(package: Path = Path(__file__).parent) -> str:
-    """srlab's own source: after a code change DVC re-runs the stage, and it must not resume."""
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
-    return digest.hexdigest()
+def code_files(package: Path = Path(__file__).parent) -> dict[str, str]:
+    """srlab's own source, module by module (SHA-256): a checkpoint made by other code is not resumed
+    unless asked, and then the changed modules are named and recorded."""
+    return {
+        path.relative_to(package).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(package.rglob("*.py"))
+    }
 
 
 def _fingerprint(job: TrainJob, training: bool = True) -> str:
-    """What a checkpoint must share with this job to be resumed. Not the epoch count when the
-    learning rate is constant: a longer run then continues a shorter one exactly. A cosine
-    schedule is shaped by the epoch count, so there it counts. With `training` False, none of
-    the train.* params: the run's lineage, which `srlab resume` may continue with other ones."""
+    """What a checkpoint must share with this job to be resumed, besides the code (`code_files`).
+    Not the epoch count when the learning rate is constant: a longer run then continues a shorter
+    one exactly. A cosine schedule is shaped by the epoch count, so there it counts. With `training`
+    False, none of the train.* params: the run's lineage, which `srlab resume` may continue with
+    other ones."""
     params = job.params.to_dict()
     if not training:
         params.pop("train")
@@ -617,7 +647,6 @@ def _fingerprint(job: TrainJob, training: bool = True) -> str:
     parts = {
         "params": params,
         "weights": job.weights,
-        "code": _code_digest(),
         "data": store.digest(job.patches),
         "init": file_md5(job.init_from) if job.init_from else None,
         "backbones": [

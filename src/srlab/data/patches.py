@@ -5,6 +5,8 @@ Two layouts (`data.layout`), one store format:
 - `tiles`: a grid of `data.hr_size` tiles every `data.tile_step` pixels, the last row and column
   flush with the edges, so every pixel of the photo is kept (BasicSR's sub-images). Training then
   draws a fresh random crop of `train.crop_size` from a tile every step.
+With `data.val_crop`, the val split is instead one centre crop of that side per photo (`centre`),
+as the SRGAN note validates.
 
 Each photo is cut with its own random generator (seeded by the seed and its place in the sorted
 list) and written by the process that cut it into rows reserved for it from the photos' headers,
@@ -18,7 +20,7 @@ import multiprocessing
 import os
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,7 @@ class Cutting:
     scale: int
     hr_size: int
     degradation: Degradation
-    layout: str = "patches"  # patches | tiles
+    layout: str = "patches"  # patches | tiles | centre (one crop in the middle of the photo)
     count: int = 48  # patches: pairs per photo
     step: int = 0  # tiles: HR pixels between tile corners
 
@@ -56,6 +58,8 @@ class Cutting:
             return 0
         if self.layout == "patches":
             return self.count
+        if self.layout == "centre":
+            return 1
         lr_size, lr_step = self.hr_size // self.scale, self.step // self.scale
         return len(_grid(height // self.scale, lr_size, lr_step)) * len(_grid(width // self.scale, lr_size, lr_step))
 
@@ -75,6 +79,8 @@ def cut_pairs(img: np.ndarray, cutting: Cutting, rng: np.random.Generator) -> Pa
         ys, xs = (
             a.ravel() for a in np.meshgrid(_grid(lr_h, lr_size, lr_step), _grid(lr_w, lr_size, lr_step), indexing="ij")
         )
+    elif cutting.layout == "centre":
+        ys, xs = np.array([(lr_h - lr_size) // 2]), np.array([(lr_w - lr_size) // 2])
     else:
         ys = rng.integers(0, lr_h - lr_size + 1, size=cutting.count)
         xs = rng.integers(0, lr_w - lr_size + 1, size=cutting.count)
@@ -197,6 +203,19 @@ def check_room(folder: Path, needed: int) -> None:
         raise SrlabError(f"{folder}: the store needs about {gigabytes(needed)} and the disk has {gigabytes(free)} free")
 
 
+def refuse_smaller_than(paths: list[Path], side: int, param: str) -> None:
+    """One line naming the first photo smaller than a `side` px crop (from its header)."""
+    for path in paths:
+        try:
+            with warnings.catch_warnings(), Image.open(path) as im:
+                warnings.simplefilter("ignore")
+                size = im.size
+        except Exception:
+            continue  # not an image: the worker skips it and says why in the report
+        if min(size) < side:
+            raise SrlabError(f"{param}: {side} px is larger than {path} ({size[0]}x{size[1]})")
+
+
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -208,6 +227,10 @@ def prepare(d: DataParams, seed: int, raw: Path, out: Path, report_path: Path) -
     cutting = Cutting(
         d.scale, d.hr_size, Degradation(d.degradation, d.blur_sigma), d.layout, d.patches_per_image, d.step()
     )
+    cuttings = {
+        "train": cutting,
+        "val": replace(cutting, layout="centre", hr_size=d.val_crop) if d.val_crop else cutting,
+    }
     workers = d.workers or default_workers()
     meta = {
         "layout": d.layout,
@@ -219,14 +242,20 @@ def prepare(d: DataParams, seed: int, raw: Path, out: Path, report_path: Path) -
     meta.update({"patches_per_image": d.patches_per_image} if d.layout == "patches" else {"tile_step": d.step()})
     if d.degradation in ("gaussian", "mixed"):
         meta["blur_sigma"] = d.blur_sigma
+    if d.val_crop:
+        meta["val_crop"] = d.val_crop
     photos = {split: sorted(f for f in (raw / split).iterdir() if is_image_file(f)) for split in ("train", "val")}
-    counts = {split: header_pairs(paths, cutting) for split, paths in photos.items()}
-    check_room(out.parent, sum(map(sum, counts.values())) * cutting.row_bytes())
+    if d.val_crop:
+        refuse_smaller_than(photos["val"], d.val_crop, "data.val_crop")
+    counts = {split: header_pairs(paths, cuttings[split]) for split, paths in photos.items()}
+    check_room(out.parent, sum(sum(counts[s]) * cuttings[s].row_bytes() for s in counts))
 
     report, splits = dict(meta), {}
     with staged_folder(out) as staging:
         for offset, (split, paths) in enumerate(photos.items()):
-            entry, used, skipped = prepare_split(paths, staging, split, cutting, seed + offset, workers, counts[split])
+            entry, used, skipped = prepare_split(
+                paths, staging, split, cuttings[split], seed + offset, workers, counts[split]
+            )
             report[split] = {
                 "images": len(used),
                 "skipped": len(skipped),

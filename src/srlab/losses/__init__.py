@@ -1,7 +1,7 @@
 """Training objectives: a weighted sum of named terms built from params, each logged as `l_<term>`.
 
 Terms: mse, l1, ssim (1 - SSIM), perceptual (VGG16, several layers), vgg19 (relu5_4), resnet
-(ResNet18 layer3 features) and adversarial (SRGAN). Only terms with a weight above 0 are built.
+(a ResNet18 or ResNet34 block's features) and adversarial (SRGAN). Only terms with a weight above 0 are built.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srlab.backbones import vgg16_features
-from srlab.losses.content import AdversarialLoss, ContentLoss, SSIMLoss, resnet18_layer3, vgg19_relu5_4
+from srlab.losses.content import AdversarialLoss, ContentLoss, SSIMLoss, resnet_features, vgg19_relu5_4
 from srlab.losses.perceptual import VGGPerceptualLoss
 from srlab.params import LayerWeights, LossParams
 
@@ -43,7 +43,7 @@ def build_terms(
         "ssim": SSIMLoss,
         "perceptual": lambda: perceptual,
         "vgg19": lambda: ContentLoss(vgg19_relu5_4(loss.vgg19_init, seed)),
-        "resnet": lambda: ContentLoss(resnet18_layer3(loss.resnet_init, seed)),
+        "resnet": lambda: ContentLoss(resnet_features(loss.resnet_model, loss.resnet_block, loss.resnet_init, seed)),
         "adversarial": lambda: AdversarialLoss(discriminator),
     }
     return {name: makers[name]() for name, w in weights.items() if w > 0}

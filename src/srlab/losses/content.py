@@ -1,4 +1,4 @@
-"""Single-layer content losses of the SRGAN note: VGG19 relu5_4 and ResNet features, and 1 - SSIM."""
+"""Single-layer content losses of the SRGAN note: VGG19 relu5_4 and a ResNet block's features, and 1 - SSIM."""
 
 from __future__ import annotations
 
@@ -16,9 +16,12 @@ def vgg19_relu5_4(init: str, seed: int) -> nn.Module:
     return backbone("vgg19", init, seed, param="loss.vgg19_init").features[:VGG19_RELU5_4]
 
 
-def resnet18_layer3(init: str, seed: int) -> nn.Module:
-    net = backbone("resnet18", init, seed, param="loss.resnet_init")
-    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+def resnet_features(model: str, block: int, init: str, seed: int) -> nn.Module:
+    """A ResNet up to the output of its `block`-th residual block, counted from the first block of
+    layer1 (the SRGAN note's res_loss_18_4 is resnet18 block 4; docs/notes.md)."""
+    net = backbone(model, init, seed, param="loss.resnet_init")
+    blocks = [*net.layer1, *net.layer2, *net.layer3, *net.layer4]
+    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, *blocks[:block])
 
 
 class ContentLoss(FrozenNetwork):
