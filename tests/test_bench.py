@@ -52,7 +52,11 @@ def test_bench_smoke_runs_on_cpu_and_reports_every_number(tmp_path, capsys):
         "peak_rss_gib",
     ):
         assert numbers[key] > 0, key
-    assert numbers["precision"] == "fp32" and numbers["device"].startswith("cpu")
+    assert numbers["precision"] == "fp32" and numbers["device"].startswith("cpu") and numbers["stage"] == "mse"
+    srcnn = 2 * (9 * 9 * 3 * 64 + 5 * 5 * 64 * 32 + 5 * 5 * 32 * 3)  # FLOPs per HR pixel: no VGG16 in the mse step
+    assert numbers["a_tflops"] * 1e12 / numbers["a_loop"] == pytest.approx(
+        3 * srcnn * numbers["hr_size"] ** 2, rel=2e-3
+    )
     table = (tmp_path / "profile.txt").read_text()
     # the model, and the time the step waited for the background thread that gathers batches
     assert "Self CPU" in table and "aten::convolution" in table and "srlab::wait_for_batch" in table
@@ -161,3 +165,36 @@ def test_the_gpu_session_is_one_command_without_arguments_naming_files_that_exis
     named = set(re.findall(r"bench/[\w.]+\.(?:py|yaml)", text))
     assert {"bench/gpu_run.py", "bench/gpu_srcnn_x2.yaml"} <= named
     assert all((REPO / name).is_file() for name in named), named
+
+
+def test_bench_times_a_perceptual_stage_with_its_vgg16_terms_in_the_step_and_the_flops(tmp_path, capsys, monkeypatch):
+    """`--stage perceptual`: (a), (b) and (c) all step train_perceptual's objective, and the TFLOP/s
+    count the VGG16 passes too."""
+    from srlab import bench, training
+
+    objectives = []
+    real_step = training.optimisation_step
+
+    def recording_step(net, objective, *args):
+        objectives.append(sorted(objective.terms))
+        return real_step(net, objective, *args)
+
+    monkeypatch.setattr(training, "optimisation_step", recording_step)
+    monkeypatch.setattr(bench, "optimisation_step", recording_step)
+    common = ["bench", "--smoke", "--workers", "1", "--set", "train.device=cpu", "--set", "loss.vgg_weight=0.5"]
+    with pytest.raises(SystemExit):
+        main([*common, "--stage", "perceptual", "--set", "loss.adversarial_weight=0.001"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the adversarial term is not benched" in err[0] and not objectives  # before any work
+
+    main([*common, "--stage", "perceptual", "--json", str(tmp_path / "p.json")])
+    assert "perceptual stage" in capsys.readouterr().out
+    assert objectives and all(terms == ["mse", "perceptual"] for terms in objectives)  # the loop and the timed steps
+    result = json.loads((tmp_path / "p.json").read_text())
+    assert result["stage"] == "perceptual"
+    # per HR pixel, 2 FLOPs a multiply-add: SRCNN 9-5-5 (64, 32 channels) and VGG16 up to relu2_2,
+    # each counted 3 times (forward, and backward: the model's two gradients, VGG16's to its input)
+    srcnn = 2 * (9 * 9 * 3 * 64 + 5 * 5 * 64 * 32 + 5 * 5 * 32 * 3)
+    vgg = 2 * (3 * 3 * 3 * 64 + 3 * 3 * 64 * 64 + (3 * 3 * 64 * 128 + 3 * 3 * 128 * 128) / 4)  # conv2_*: after a pool
+    per_image = result["a_tflops"] * 1e12 / result["a_loop"]
+    assert per_image == pytest.approx(3 * (srcnn + vgg) * result["hr_size"] ** 2, rel=2e-3)

@@ -27,10 +27,12 @@ from PIL import Image
 
 from srlab.data.store import Pairs, save_pairs
 from srlab.device import autocast, describe_device, resolve_device, uses_bf16
+from srlab.errors import SrlabError
 from srlab.fileio import write_text
 from srlab.inference import CHANNELS_LAST, super_resolve
-from srlab.losses import SRLoss, build_terms
-from srlab.models import build_model, flops_per_output_pixel
+from srlab.losses import SRLoss, build_terms, build_vgg16_loss
+from srlab.losses.perceptual import FrozenNetwork
+from srlab.models import build_model, conv_flops, flops_per_output_pixel
 from srlab.params import Params, apply_overrides, parse_params
 from srlab.training import TrainJob, optimisation_step, train
 
@@ -113,13 +115,26 @@ def step_rate(model, objective, batches, steps: int, warmup: int, p: Params, dev
     return images / (time.perf_counter() - start)
 
 
-def step_under_test(p: Params, device, layout):
-    """The model, the same model as training runs it (compiled when train.compile), and the pixel
-    objective: what (b) and (c) time, so that their ratios to (a) compare like with like."""
+def step_under_test(p: Params, device, layout, stage: str = "mse"):
+    """The model, the same model as training runs it (compiled when train.compile), and the stage's
+    objective (mse: the pixel terms; perceptual: the second stage's, VGG16 included): what (b) and
+    (c) time, so that their ratios to (a) compare like with like."""
     model = build_model(p.model, p.data.scale).to(device, memory_format=layout)
-    weights = p.loss.pixel_weights()
-    objective = SRLoss(build_terms(p.loss, weights, p.seed, perceptual=None), weights).to(device)
+    weights = stage_weights(p, stage)
+    vgg16 = build_vgg16_loss(p.loss.vgg_init, p.seed, p.loss.vgg_layers) if weights["perceptual"] > 0 else None
+    objective = SRLoss(build_terms(p.loss, weights, p.seed, perceptual=vgg16), weights).to(device)
     return model, torch.compile(model) if p.train.compile else model, objective
+
+
+def stage_weights(p: Params, stage: str) -> dict[str, float]:
+    if stage == "mse":
+        return {**p.loss.pixel_weights(), "perceptual": 0.0}
+    if p.loss.adversarial_weight > 0:
+        raise SrlabError(
+            "srlab bench --stage perceptual: the adversarial term is not benched (its discriminator "
+            "trains in a step of its own); add --set loss.adversarial_weight=0"
+        )
+    return p.loss.second_stage_weights()
 
 
 def ceiling_rate(net, objective, p: Params, device, layout, steps: int, warmup: int) -> float:
@@ -133,10 +148,17 @@ def ceiling_rate(net, objective, p: Params, device, layout, steps: int, warmup: 
     return step_rate(net, objective, iter(lambda: fixed, None), steps, warmup, p, device, layout)
 
 
-def training_flops_per_image(p: Params) -> float:
-    """FLOPs of one training image: the forward convolutions at the trained HR size, times 3 for the
-    backward pass (gradients of inputs and of weights), the usual estimate."""
-    return 3 * flops_per_output_pixel(build_model(p.model, p.data.scale)) * p.trained_size() ** 2
+def training_flops_per_image(p: Params, objective: SRLoss) -> float:
+    """FLOPs of one training image: the model's forward convolutions at the trained HR size, times 3
+    for the backward pass (gradients of inputs and of weights), the usual estimate; plus, for each
+    frozen feature network of the objective, 3 of its forward passes (the target's, the output's,
+    and the backward one to the output, which needs no weight gradients)."""
+    size = p.trained_size()
+    flops = 3 * flops_per_output_pixel(build_model(p.model, p.data.scale)) * size**2
+    for term in objective.terms.values():
+        if isinstance(term, FrozenNetwork):
+            flops += 3 * conv_flops(term.trunk, torch.zeros(1, 3, size, size))[0]
+    return flops
 
 
 def profile_loop(job: TrainJob, device: torch.device, out: Path) -> None:
@@ -167,10 +189,11 @@ def profile_loop(job: TrainJob, device: torch.device, out: Path) -> None:
     write_text(out, averages.table(sort_by=sort_by, row_limit=30) + "\n" + "\n".join(ours) + "\n")
 
 
-def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | None = None) -> dict:
+def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | None = None, stage: str = "mse") -> dict:
     size = SMOKE if smoke else FULL
     defaults = {"train": {"batch_size": size["batch"], "epochs": size["epochs"]}, "data": {"hr_size": size["hr_size"]}}
     p = parse_params(apply_overrides(defaults, overrides), source="srlab bench --set")
+    stage_weights(p, stage)  # a stage it cannot bench: one line before any work
     device = resolve_device(p.train.device)
     layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
     scale, hr_size, batch = p.data.scale, p.data.hr_size, p.train.batch_size
@@ -185,19 +208,20 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
         "precision": "bf16" if uses_bf16(p.train.precision, device) else "fp32",
         "compile": p.train.compile,
         "crop_size": p.train.crop_size,
+        "stage": stage,
     }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        result["a_loop"] = loop_rate(p, device, size["patches"], rng, tmp, profile)
+        result["a_loop"] = loop_rate(p, device, size["patches"], rng, tmp, profile, stage)
         if profile:
             result["profile"] = str(profile)
         steps_per_epoch = size["patches"] // batch
 
         # (b) the ceiling: one batch already on the device, converted and laid out
-        model, net, objective = step_under_test(p, device, layout)
+        model, net, objective = step_under_test(p, device, layout, stage)
         steps = max(5, min(50, steps_per_epoch))
         result["b_ceiling"] = ceiling_rate(net, objective, p, device, layout, steps, warmup=5)
 
@@ -214,7 +238,7 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
 
     result["a_over_b"] = result["a_loop"] / result["b_ceiling"]
     result["a_over_c"] = result["a_loop"] / result["c_seeds_loader"]
-    flops = training_flops_per_image(p)
+    flops = training_flops_per_image(p, objective)
     result["a_tflops"], result["b_tflops"] = (result[k] * flops / 1e12 for k in ("a_loop", "b_ceiling"))
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -227,7 +251,7 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
 
 
 def loop_rate(
-    p: Params, device: torch.device, n: int, rng: np.random.Generator, tmp: Path, profile: Path | None
+    p: Params, device: torch.device, n: int, rng: np.random.Generator, tmp: Path, profile: Path | None, stage: str
 ) -> float:
     """(a) the real loop, images/s: `n` prepared uint8 patches on disk, train() end to end; epoch 1 is warm-up."""
     scale, hr_size, batch = p.data.scale, p.data.hr_size, p.train.batch_size
@@ -238,7 +262,7 @@ def loop_rate(
     save_pairs(tmp / "patches", "train", Pairs(hr, lr, corners))
     save_pairs(tmp / "patches", "val", Pairs(hr[:batch], lr[:batch], corners[:batch]))
     ends = []
-    job = TrainJob.for_stage("mse", p, tmp / "patches", tmp / "model.pt", tmp / "ckpt", name="bench")
+    job = TrainJob.for_stage(stage, p, tmp / "patches", tmp / "model.pt", tmp / "ckpt", name="bench")
     train(job, log=lambda row: (_sync(device), ends.append(time.perf_counter())))
     if profile:
         profile_loop(job, device, profile)
@@ -264,7 +288,8 @@ def super_resolve_rate(
 def report(result: dict) -> str:
     crop = f" cropped to {result['crop_size']} px" if result["crop_size"] else ""
     lines = [
-        f"srlab bench: {result['model']} x{result['scale']}, {result['hr_size']} px HR patches{crop}, "
+        f"srlab bench: {result['model']} x{result['scale']}, {result['stage']} stage, "
+        f"{result['hr_size']} px HR patches{crop}, "
         f"batch {result['batch']}, "
         f"{result['precision']}{', compiled' if result['compile'] else ''}, "
         f"on {result['device']} (torch {result['torch']})",
@@ -273,7 +298,7 @@ def report(result: dict) -> str:
         f"  (c) seeds-style PIL loader     {result['c_seeds_loader']:10.1f} img/s",
         f"  a/b = {result['a_over_b']:.2f}   a/c = {result['a_over_c']:.2f}",
         f"  compute: (a) {result['a_tflops']:.3g} TFLOP/s, (b) {result['b_tflops']:.3g} TFLOP/s "
-        "(3 x forward convolution FLOPs per image)",
+        "(3 x the forward convolution FLOPs of the model and of any feature network, per image)",
     ]
     memory = result.get("peak_memory_gib")
     lines.append(

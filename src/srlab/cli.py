@@ -355,7 +355,7 @@ def bench_command(args) -> None:
     from srlab.bench import report, run, to_json
     from srlab.fileio import write_text
 
-    result = run(args.set, smoke=args.smoke, workers=args.workers, profile=args.profile)
+    result = run(args.set, smoke=args.smoke, workers=args.workers, profile=args.profile, stage=args.stage)
     print(report(result))
     if args.json:
         write_text(args.json, to_json(result) + "\n")
@@ -543,6 +543,13 @@ def _add_training(commands) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="e.g. train.precision=bf16, train.compile=true, model.name=edsr, data.hr_size=96",
+    )
+    bn.add_argument(
+        "--stage",
+        choices=("mse", "perceptual"),
+        default="mse",
+        help="which stage's step to time: mse (the pixel terms, train_mse) or perceptual (train_perceptual's "
+        "terms, the VGG16 perceptual loss included)",
     )
     bn.add_argument("--smoke", action="store_true", help="small sizes: a check that it runs (CI, CPU)")
     bn.add_argument("--workers", type=int, default=4, help="DataLoader workers of the seeds-style loader (c)")

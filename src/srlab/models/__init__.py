@@ -54,6 +54,12 @@ def count_parameters(model: nn.Module) -> int:
 @torch.no_grad()
 def flops_per_output_pixel(model: nn.Module, lr_size: int = 32) -> float:
     """Multiply-adds of the convolutions (2 FLOPs each) per HR output pixel, counted with hooks."""
+    total, out = conv_flops(model, torch.zeros(1, 3, lr_size, lr_size))
+    return total / (out.shape[-1] * out.shape[-2])
+
+
+def conv_flops(model: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """FLOPs of the convolutions of one forward pass of `model` on `x` (2 per multiply-add), and its output."""
     total = 0
 
     def count(module, inputs, output):
@@ -68,9 +74,10 @@ def flops_per_output_pixel(model: nn.Module, lr_size: int = 32) -> float:
     was_training = model.training
     model.eval()
     try:
-        out = model(torch.zeros(1, 3, lr_size, lr_size))
+        with torch.no_grad():
+            out = model(x)
     finally:
         model.train(was_training)
         for hook in hooks:
             hook.remove()
-    return total / (out.shape[-1] * out.shape[-2])
+    return total, out
