@@ -63,12 +63,15 @@ def test_bench_smoke_runs_on_cpu_and_reports_every_number(tmp_path, capsys):
 
 
 def test_training_flops_are_three_forward_passes_at_the_patch_size():
-    from srlab.bench import training_flops_per_image
+    import torch
+
+    from srlab.bench import step_under_test, training_flops_per_image
     from srlab.params import parse_params
 
     p = parse_params({"data": {"hr_size": 64}})  # SRCNN 9-5-5 on a pre-upsampled input, 3 channels
+    _, _, objective = step_under_test(p, torch.device("cpu"), torch.contiguous_format, "mse")
     forward = 2 * (3 * 9 * 9 * 64 + 64 * 5 * 5 * 32 + 32 * 5 * 5 * 3)  # per output pixel, padded "same"
-    assert training_flops_per_image(p) == pytest.approx(3 * forward * 64 * 64)
+    assert training_flops_per_image(p, objective) == pytest.approx(3 * forward * 64 * 64)
 
 
 def test_every_gpu_recipe_is_valid_params():

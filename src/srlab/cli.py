@@ -493,7 +493,7 @@ def _add_experiment_tools(commands) -> None:
 
 
 def _add_training(commands) -> None:
-    """Training outside DVC: train, resume, and the throughput benchmark."""
+    """Training outside DVC: train and resume."""
     tr = commands.add_parser("train", help="train outside DVC, with parameter overrides")
     tr.add_argument("--params", type=Path, default=Path("params.yaml"))
     tr.add_argument(
@@ -536,6 +536,9 @@ def _add_training(commands) -> None:
     add_note_flags(rs)
     rs.set_defaults(func=resume_command)
 
+
+def _add_bench(commands) -> None:
+    """The throughput benchmark of the training step."""
     bn = commands.add_parser("bench", help="training images/s against the on-device ceiling and a seeds-style loader")
     bn.add_argument(
         "--set",
@@ -563,7 +566,7 @@ def _add_training(commands) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="srlab", description="Reproducible super-resolution experiments on DVC.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_gates, _add_model_tools, _add_inference, _add_experiment_tools, _add_training):
+    for add in (_add_gates, _add_model_tools, _add_inference, _add_experiment_tools, _add_training, _add_bench):
         add(commands)
     args = parser.parse_args(argv)
     run(lambda: args.func(args), f"srlab {args.command}")
