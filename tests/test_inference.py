@@ -375,6 +375,9 @@ def test_bf16_reaches_the_cli_and_the_evaluate_stage_and_scores_stay_fp32(tmp_pa
     assert summary["Set5"]["srcnn_mse"]["psnr"] == pytest.approx(psnr_y(out, photo, 2))
 
 
+PRECS = ("auto", "fp32", "bf16")
+
+
 @pytest.mark.parametrize("amx", [True, False])
 def test_bf16_on_a_cpu_without_amx_says_what_to_expect_once_and_auto_stays_fp32_on_either(
     tmp_path, monkeypatch, capsys, amx
@@ -389,6 +392,13 @@ def test_bf16_on_a_cpu_without_amx_says_what_to_expect_once_and_auto_stays_fp32_
     assert ("amx_bf16" in device.cpu_flags()) == amx
     cpu = torch.device("cpu")
     assert not device.autocast("auto", cpu)._enabled and not device.autocast("fp32", cpu)._enabled
+    # the layout follows the precision, not the CPU kind: the committed fp32 run is laid out alike on both
+    layout = {(f, p): device.memory_format(f, p, cpu) for f in ("auto", "channels_last", "contiguous") for p in PRECS}
+    assert layout == {
+        **{(f, p): torch.contiguous_format for f in ("auto", "contiguous") for p in PRECS},
+        ("auto", "bf16"): torch.channels_last,
+        **{("channels_last", p): torch.channels_last for p in PRECS},
+    }
     assert capsys.readouterr().err == ""  # fp32 and auto say nothing
     for _ in range(3):
         assert device.autocast("bf16", cpu)._enabled

@@ -665,17 +665,52 @@ def test_truncated_patch_file_is_one_line_naming_the_file(tmp_path, patches):
 def test_batches_gathered_from_the_memory_map_train_exactly_as_pairs_held_in_memory(tmp_path, patches, monkeypatch):
     from srlab.data import loader
 
-    crop = {"crop_size": 8}  # the crops and flips are drawn alike on both paths
+    crop = {"crop_size": 8}  # the crops and flips are drawn alike on every path
     releases, release = [], loader.store.Pairs.release
     monkeypatch.setattr(loader.store.Pairs, "release", lambda self: (releases.append(1), release(self)))
-    host = train(_job(tmp_path, patches, "host", epochs=2, **crop))
+    threads, prefetch = [], loader.prefetch
+    monkeypatch.setattr(loader, "prefetch", lambda *args: (threads.append(1), prefetch(*args))[1])
+    for run, spare_core in (("thread", True), ("inline", False)):  # gathered beside the step, or in it
+        monkeypatch.setattr(loader.BatchLoader, "_spare_core", lambda self, spare=spare_core: spare)
+        threads.clear()
+        train(_job(tmp_path, patches, run, epochs=2, **crop))
+        assert bool(threads) == spare_core
     assert releases  # the memory map's pages were dropped on the way, and the batches did not change
     monkeypatch.setattr(loader, "fits_on_device", lambda nbytes, device: True)  # as if held on a GPU: in memory
     train(_job(tmp_path, patches, "resident", epochs=2, **crop))
-    assert host["history"] == checkpoint.load(tmp_path / "resident" / "model.pt")["meta"]["history"]
+    history = checkpoint.load(tmp_path / "resident" / "model.pt")["meta"]["history"]
     resident = _weights(tmp_path / "resident" / "model.pt")
-    for key, value in _weights(tmp_path / "host" / "model.pt").items():
-        assert torch.equal(value, resident[key]), key
+    for run in ("thread", "inline"):
+        assert checkpoint.load(tmp_path / run / "model.pt")["meta"]["history"] == history, run
+        for key, value in _weights(tmp_path / run / "model.pt").items():
+            assert torch.equal(value, resident[key]), (run, key)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_cpu_run_steps_in_the_layout_its_precision_is_fast_in_and_never_pays_the_nan_fill(
+    tmp_path, patches, monkeypatch, precision
+):
+    """bf16 on CPU trains channels_last (oneDNN's bf16 kernels are NHWC), fp32 in the default layout
+    (its committed numbers' layout, on either CPU kind); both keep deterministic kernels without
+    filling every new tensor with NaN first, and keep freed memory for the next step (glibc)."""
+    from srlab import device, training
+
+    layouts, real_step = [], training.optimisation_step
+
+    def recording_step(net, objective, optimizer, autocast, lr, hr):
+        layouts.append(
+            (lr.is_contiguous(memory_format=torch.channels_last), hr.is_contiguous(memory_format=torch.channels_last))
+        )
+        weight = next(net.parameters())
+        layouts.append((weight.is_contiguous(memory_format=torch.channels_last), not weight.is_contiguous()))
+        return real_step(net, objective, optimizer, autocast, lr, hr)
+
+    monkeypatch.setattr(training, "optimisation_step", recording_step)
+    monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
+    train(_job(tmp_path, patches, precision, epochs=1, precision=precision))
+    assert set(layouts) == {(precision == "bf16",) * 2}
+    assert torch.are_deterministic_algorithms_enabled() and not torch.utils.deterministic.fill_uninitialized_memory
+    assert device.keep_freed_memory()  # glibc took both settings (it refuses values out of its range)
 
 
 _RSS_DRIVER = """

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from srlab.data.store import Pairs, save_pairs
-from srlab.device import autocast, describe_device, resolve_device, uses_bf16
+from srlab.device import autocast, describe_device, memory_format, resolve_device, uses_bf16
 from srlab.errors import SrlabError
 from srlab.fileio import write_text
 from srlab.inference import CHANNELS_LAST, super_resolve
@@ -180,7 +180,7 @@ def profile_loop(job: TrainJob, device: torch.device, out: Path) -> None:
     train(dataclasses.replace(job, epochs=2, model_out=folder / "model.pt", checkpoint_dir=folder / "ckpt"), log=log)
     sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     averages = prof.key_averages()
-    # srlab's own ranges (the wait for the gathering thread) whether or not they make the top 30
+    # srlab's own ranges (gathering batches, or waiting for the thread that does) whether or not they make the top 30
     ours = [
         f"{e.key}: {e.cpu_time_total / 1e3:.1f} ms over {e.count} calls"
         for e in averages
@@ -189,23 +189,30 @@ def profile_loop(job: TrainJob, device: torch.device, out: Path) -> None:
     write_text(out, averages.table(sort_by=sort_by, row_limit=30) + "\n" + "\n".join(ours) + "\n")
 
 
-def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | None = None, stage: str = "mse") -> dict:
+def run(
+    overrides: list[str],
+    smoke: bool,
+    workers: int = 4,
+    profile: Path | None = None,
+    stage: str = "mse",
+    versus: list[str] = (),
+) -> dict:
     size = SMOKE if smoke else FULL
     defaults = {"train": {"batch_size": size["batch"], "epochs": size["epochs"]}, "data": {"hr_size": size["hr_size"]}}
     p = parse_params(apply_overrides(defaults, overrides), source="srlab bench --set")
+    other = parse_params(apply_overrides(defaults, [*overrides, *versus]), source="srlab bench --versus")
     stage_weights(p, stage)  # a stage it cannot bench: one line before any work
     device = resolve_device(p.train.device)
-    layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
-    scale, hr_size, batch = p.data.scale, p.data.hr_size, p.train.batch_size
     rng = np.random.default_rng(0)
     result = {
         "device": describe_device(device),
         "torch": torch.__version__,
         "model": p.model.name,
-        "scale": scale,
-        "hr_size": hr_size,
-        "batch": batch,
+        "scale": p.data.scale,
+        "hr_size": p.data.hr_size,
+        "batch": p.train.batch_size,
         "precision": "bf16" if uses_bf16(p.train.precision, device) else "fp32",
+        "memory_format": str(memory_format(p.train.memory_format, p.train.precision, device)).split(".")[-1],
         "compile": p.train.compile,
         "crop_size": p.train.crop_size,
         "stage": stage,
@@ -215,28 +222,22 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        result["a_loop"] = loop_rate(p, device, size["patches"], rng, tmp, profile, stage)
-        if profile:
-            result["profile"] = str(profile)
-        steps_per_epoch = size["patches"] // batch
-
-        # (b) the ceiling: one batch already on the device, converted and laid out
-        model, net, objective = step_under_test(p, device, layout, stage)
-        steps = max(5, min(50, steps_per_epoch))
-        result["b_ceiling"] = ceiling_rate(net, objective, p, device, layout, steps, warmup=5)
-
+        model, net, objective, steps = rates(p, device, size, rng, tmp, stage, profile, result)
         # (c) the seeds' way: decode and resize JPEGs in worker processes every step
         photos = _photos(tmp, size["photos"], size["photo_size"], rng)
         loader = torch.utils.data.DataLoader(
-            SeedsStyleDataset(photos, p.trained_size(), scale, (steps + 5) * batch),
-            batch_size=batch,
+            SeedsStyleDataset(photos, p.trained_size(), p.data.scale, (steps + 5) * p.train.batch_size),
+            batch_size=p.train.batch_size,
             num_workers=workers,
             pin_memory=device.type == "cuda",
             shuffle=False,
         )
+        layout = memory_format(p.train.memory_format, p.train.precision, device)
         result["c_seeds_loader"] = step_rate(net, objective, iter(loader), steps, 2, p, device, layout)
+        if versus:  # (a) and (b) again with the other settings, in this process: a ratio of like with like
+            result["versus"] = {"overrides": list(versus)}
+            rates(other, device, size, rng, tmp / "versus", stage, None, result["versus"])
 
-    result["a_over_b"] = result["a_loop"] / result["b_ceiling"]
     result["a_over_c"] = result["a_loop"] / result["c_seeds_loader"]
     flops = training_flops_per_image(p, objective)
     result["a_tflops"], result["b_tflops"] = (result[k] * flops / 1e12 for k in ("a_loop", "b_ceiling"))
@@ -245,9 +246,26 @@ def run(overrides: list[str], smoke: bool, workers: int = 4, profile: Path | Non
     else:
         result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
+    result["dense_tflops"] = dense_rate(device, result["precision"])
     result["super_resolve_mpix_per_s"] = super_resolve_rate(model, device, size["sr_input"], rng, result["precision"])
     result["super_resolve_input"] = "{}x{}".format(*size["sr_input"])
     return result
+
+
+def rates(p: Params, device, size: dict, rng, tmp: Path, stage: str, profile: Path | None, result: dict):
+    """(a) and (b) with params `p`, into `result` with their ratio; the step under test and the
+    steps (b) timed, for (c) to use."""
+    tmp.mkdir(exist_ok=True)
+    result["a_loop"] = loop_rate(p, device, size["patches"], rng, tmp, profile, stage)
+    if profile:
+        result["profile"] = str(profile)
+    layout = memory_format(p.train.memory_format, p.train.precision, device)
+    model, net, objective = step_under_test(p, device, layout, stage)
+    # as many steps as an epoch of (a): a short run is at the mercy of the machine
+    steps = max(5, size["patches"] // p.train.batch_size)
+    result["b_ceiling"] = ceiling_rate(net, objective, p, device, layout, steps, warmup=5)
+    result["a_over_b"] = result["a_loop"] / result["b_ceiling"]
+    return model, net, objective, steps
 
 
 def loop_rate(
@@ -267,6 +285,22 @@ def loop_rate(
     if profile:
         profile_loop(job, device, profile)
     return (len(ends) - 1) * (n // batch) * batch / (ends[-1] - ends[0])
+
+
+def dense_rate(device: torch.device, precision: str, seconds: float = 1.0) -> float:
+    """TFLOP/s of a large square matmul in `precision`: what this device's best kernels reach, the
+    practical peak that (a) and (b) are read against (a convolution of few channels reaches less)."""
+    n = 8192 if device.type == "cuda" else 2048
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    a @ b  # warm-up
+    _sync(device)
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        a @ b
+        _sync(device)
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e12
 
 
 def super_resolve_rate(
@@ -291,7 +325,7 @@ def report(result: dict) -> str:
         f"srlab bench: {result['model']} x{result['scale']}, {result['stage']} stage, "
         f"{result['hr_size']} px HR patches{crop}, "
         f"batch {result['batch']}, "
-        f"{result['precision']}{', compiled' if result['compile'] else ''}, "
+        f"{result['precision']}, {result['memory_format']}{', compiled' if result['compile'] else ''}, "
         f"on {result['device']} (torch {result['torch']})",
         f"  (a) training loop, end to end  {result['a_loop']:10.1f} img/s",
         f"  (b) on-device ceiling          {result['b_ceiling']:10.1f} img/s",
@@ -299,6 +333,7 @@ def report(result: dict) -> str:
         f"  a/b = {result['a_over_b']:.2f}   a/c = {result['a_over_c']:.2f}",
         f"  compute: (a) {result['a_tflops']:.3g} TFLOP/s, (b) {result['b_tflops']:.3g} TFLOP/s "
         "(3 x the forward convolution FLOPs of the model and of any feature network, per image)",
+        f"  dense matmul in {result['precision']}: {result['dense_tflops']:.3g} TFLOP/s (this device's practical peak)",
     ]
     memory = result.get("peak_memory_gib")
     lines.append(
@@ -310,6 +345,13 @@ def report(result: dict) -> str:
         f"  super-resolve {result['super_resolve_input']} -> x{result['scale']}, {result['precision']}: "
         f"{result['super_resolve_mpix_per_s']:.2f} MP/s"
     )
+    if "versus" in result:
+        other = result["versus"]
+        lines.append(
+            f"  versus {', '.join(other['overrides'])}: (a) {other['a_loop']:.1f} img/s, (b) {other['b_ceiling']:.1f} "
+            f"img/s; this run is {result['a_loop'] / other['a_loop']:.2f}x in (a), "
+            f"{result['b_ceiling'] / other['b_ceiling']:.2f}x in (b)"
+        )
     if "profile" in result:
         lines.append(f"  operator table of one epoch of (a), profiled: {result['profile']}")
     return "\n".join(lines)

@@ -355,7 +355,9 @@ def bench_command(args) -> None:
     from srlab.bench import report, run, to_json
     from srlab.fileio import write_text
 
-    result = run(args.set, smoke=args.smoke, workers=args.workers, profile=args.profile, stage=args.stage)
+    result = run(
+        args.set, smoke=args.smoke, workers=args.workers, profile=args.profile, stage=args.stage, versus=args.versus
+    )
     print(report(result))
     if args.json:
         write_text(args.json, to_json(result) + "\n")
@@ -553,6 +555,14 @@ def _add_bench(commands) -> None:
         default="mse",
         help="which stage's step to time: mse (the pixel terms, train_mse) or perceptual (train_perceptual's "
         "terms, the VGG16 perceptual loss included)",
+    )
+    bn.add_argument(
+        "--versus",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also time (a) and (b) with this setting on top of --set, in the same run, and print the speed-up: "
+        "e.g. --set train.precision=bf16 --versus train.precision=fp32",
     )
     bn.add_argument("--smoke", action="store_true", help="small sizes: a check that it runs (CI, CPU)")
     bn.add_argument("--workers", type=int, default=4, help="DataLoader workers of the seeds-style loader (c)")

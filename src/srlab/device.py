@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import platform
 import random
 import sys
@@ -15,10 +16,28 @@ from srlab.errors import SrlabError
 
 def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
         raise SrlabError("train.device: cuda was asked for, but PyTorch sees no CUDA device here; use auto or cpu")
+    if requested == "cpu":
+        keep_freed_memory()
     return torch.device(requested)
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 32 * 2**20  # the most glibc allows: blocks above it are still mapped and unmapped
+
+
+def keep_freed_memory() -> bool:
+    """Keep the memory a CPU step frees for the next step. Each step frees and allocates the same
+    activations again, and glibc hands large freed blocks back to the kernel, which faults them in,
+    zeroed, on the next use: on 2 cores that cost a bf16 SRCNN step up to a fifth of its time, varying
+    from run to run. False where the C library is not glibc (nothing changed)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def describe_device(device: torch.device) -> str:
@@ -50,6 +69,17 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
+def memory_format(choice: str, precision: str, device: torch.device) -> torch.memory_format:
+    """The layout training keeps images and weights in (train.memory_format). `auto`: channels_last
+    (NHWC) on CUDA, and on CPU for bf16, where oneDNN's kernels are NHWC and the default layout costs
+    a reorder each way (1.6x a bf16 SRCNN step on an AMX Xeon). fp32 on CPU stays contiguous: the
+    layout its committed numbers were made with on either CPU kind (channels_last: docs/RESULTS.md)."""
+    if choice == "auto":
+        nhwc = device.type == "cuda" or uses_bf16(precision, device)
+        choice = "channels_last" if nhwc else "contiguous"
+    return torch.channels_last if choice == "channels_last" else torch.contiguous_format
+
+
 def autocast(precision: str, device: torch.device | str) -> torch.autocast:
     """bf16 autocast for `precision` (fp32, bf16 or auto), else a no-op: training and inference
     alike. bf16 asked for on a CPU without AMX says once what to expect."""
@@ -76,3 +106,5 @@ def seed_everything(seed: int) -> None:
     if not torch.cuda.is_available():
         # on CPU every kernel has a deterministic path; on GPU some (cuDNN autotuning) trade that for speed
         torch.use_deterministic_algorithms(True)
+        # but not its debugging aid, a NaN fill of every new tensor: a third of a bf16 SRCNN step on CPU
+        torch.utils.deterministic.fill_uninitialized_memory = False

@@ -28,6 +28,7 @@ VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 BACKBONE_INITS = ("imagenet", "random")  # or the path of a state dict
 RESNET_BLOCKS = {"resnet18": 8, "resnet34": 16}  # residual blocks of each ResNet the content loss can use
 MODELS = ("srcnn", "srcnn915", "rescnn", "srresnet", "johnson", "edsr")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 PRECISIONS = ("fp32", "bf16")  # of the models' convolutions, in training and inference
 
 
@@ -94,6 +95,8 @@ class TrainParams:
     warmup_steps: int = field(default=0, **_rule(min=0))  # linear warm-up from lr / warmup_steps, each stage
     device: str = field(default="auto", **_rule(choices=DEVICES))
     precision: str = field(default="auto", **_rule(choices=("auto", *PRECISIONS)))  # auto: bf16 on CUDA that has it
+    # auto: channels_last on CUDA and for bf16 on CPU (oneDNN's bf16 kernels are NHWC), else contiguous
+    memory_format: str = field(default="auto", **_rule(choices=MEMORY_FORMATS))
     compile: bool = False  # torch.compile the model (minutes of compiling; pays off on long GPU runs)
     crop_size: int = field(
         default=0, **_rule(min=0)

@@ -29,11 +29,10 @@ from srlab.backbones import describe, describe_vgg, used_by
 from srlab.data import store
 from srlab.data.augment import augment, draw_corners, draw_flips, draw_rotations, rotation
 from srlab.data.loader import BatchLoader, as_float
-from srlab.device import autocast, describe_device, resolve_device, seed_everything
+from srlab.device import autocast, describe_device, memory_format, resolve_device, seed_everything
 from srlab.ema import WeightAverage
 from srlab.errors import SrlabError
 from srlab.fileio import file_md5, remove_stale_temporaries
-from srlab.inference import CHANNELS_LAST
 from srlab.losses import SRLoss, build_terms, build_vgg16_loss
 from srlab.losses.content import SSIMLoss, discriminator_loss
 from srlab.models import build_discriminator, build_model, count_parameters
@@ -223,8 +222,7 @@ class Loop:
     @classmethod
     def build(cls, job: TrainJob, ranks: distributed.Ranks, device: torch.device) -> Loop:
         p = job.params
-        # NHWC speeds cuDNN up; on CPU it slows the backward pass, so CPU keeps the default layout
-        layout = CHANNELS_LAST if device.type == "cuda" else torch.contiguous_format
+        layout = memory_format(p.train.memory_format, p.train.precision, device)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch sizes: autotuning pays off after one step
         if p.train.batch_size % ranks.world:

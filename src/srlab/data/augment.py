@@ -32,7 +32,7 @@ def augment(
     if remake is not None:
         lr, hr = remake(hr)
     flips = flips.to(lr.device)
-    return [apply_flips(as_float(t), flips, layout) for t in (lr, hr)]
+    return [as_float(apply_flips(t, flips), layout) for t in (lr, hr)]  # flipped as bytes: a quarter of the traffic
 
 
 def draw_corners(batch: int, patch: int, crop: int, scale: int, generator: torch.Generator) -> torch.Tensor:
@@ -85,9 +85,8 @@ def draw_flips(batch: int, generator: torch.Generator, kind: str = "all") -> tor
     return flips
 
 
-def apply_flips(x: torch.Tensor, flips: torch.Tensor, layout) -> torch.Tensor:
+def apply_flips(x: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
     """The same flips for an LR batch and its HR batch keep the pairs aligned."""
     x = torch.where(flips[0, :, None, None, None], x.flip(-1), x)
     x = torch.where(flips[1, :, None, None, None], x.flip(-2), x)
-    x = torch.where(flips[2, :, None, None, None], x.transpose(-1, -2), x)
-    return x.contiguous(memory_format=layout)
+    return torch.where(flips[2, :, None, None, None], x.transpose(-1, -2), x)

@@ -1,12 +1,13 @@
 """The training pairs as batches on the training device: the loader over the prepared store.
 
-On a GPU where the pairs fit they are copied there once; otherwise (and on CPU) a background
-thread gathers each batch from the memory-mapped store while the previous step runs, so host
-memory holds a few batches, not the store.
+On a GPU where the pairs fit they are copied there once; otherwise (and on CPU) each batch is
+gathered from the memory-mapped store, by a background thread while the previous step runs where
+a core is free for it, so host memory holds a few batches, not the store.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -77,12 +78,20 @@ class BatchLoader:
 
     def batches(self, indices: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
         """`batch(idx)` for each of `indices`, each gathered by a background thread while the
-        step before it runs (the gathering only copies: the batches are the same either way)."""
+        step before it runs when a core is free for it (the gathering only copies: the batches are
+        the same either way)."""
         if self.resident:
             yield from map(self.batch, indices)
             return
-        for gathered in prefetch(self._gather, indices, PREFETCH):
+        ahead = prefetch(self._gather, indices, PREFETCH) if self._spare_core() else map(self._gather_here, indices)
+        for gathered in ahead:
             yield self._on_device(gathered)
+
+    def _spare_core(self) -> bool:
+        """Whether a gathering thread runs beside the step without slowing it: on CUDA, or on a CPU
+        with a core its compute threads leave free. Otherwise it takes turns with one of them, and
+        every parallel kernel waits for the slower thread (a fifth of a bf16 step on 2 cores)."""
+        return self.device.type == "cuda" or len(os.sched_getaffinity(0)) > torch.get_num_threads()
 
     def spread(self, count: int) -> list[torch.Tensor]:
         """`count` evenly spaced pairs (all when there are fewer), on the training device."""
@@ -101,8 +110,13 @@ class BatchLoader:
             self.pairs.release()  # the folios those rows mapped: dropped before the next rows map more
         return out
 
+    def _gather_here(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        with torch.profiler.record_function("srlab::gather_batch"):  # in the step's thread, named in profiles
+            return self._gather(idx)
+
     def _on_device(self, gathered: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [g.to(self.device, non_blocking=True).permute(0, 3, 1, 2).contiguous() for g in gathered]
+        # N x H x W x 3 bytes seen as N x 3 x H x W: already channels_last, and as_float lays out the rest
+        return [g.to(self.device, non_blocking=True).permute(0, 3, 1, 2) for g in gathered]
 
     def _copy_to_device(self, source: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         n, h, w, c = source.shape
