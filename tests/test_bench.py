@@ -13,66 +13,6 @@ from srlab.cli import main
 from srlab.params import load_params
 
 
-def test_bench_smoke_runs_on_cpu_and_reports_every_number(tmp_path, capsys):
-    main(
-        [
-            "bench",
-            "--smoke",
-            "--workers",
-            "2",
-            "--set",
-            "train.device=cpu",
-            "--json",
-            str(tmp_path / "bench.json"),
-            "--profile",
-            str(tmp_path / "profile.txt"),
-            "--versus",
-            "train.memory_format=channels_last",
-        ]
-    )
-    printed = capsys.readouterr().out
-    for label in (
-        "(a) training loop",
-        "(b) on-device ceiling",
-        "(c) seeds-style PIL loader",
-        "a/b =",
-        "TFLOP/s",
-        "peak memory",
-        "MP/s",
-        "versus train.memory_format=channels_last: (a) ",
-        "dense matmul in fp32: ",
-    ):
-        assert label in printed
-    numbers = json.loads((tmp_path / "bench.json").read_text())
-    for key in (
-        "a_loop",
-        "b_ceiling",
-        "c_seeds_loader",
-        "a_over_b",
-        "a_over_c",
-        "a_tflops",
-        "b_tflops",
-        "dense_tflops",
-        "super_resolve_mpix_per_s",
-        "peak_rss_gib",
-    ):
-        assert numbers[key] > 0, key
-    assert numbers["precision"] == "fp32" and numbers["device"].startswith("cpu") and numbers["stage"] == "mse"
-    assert numbers["memory_format"] == "contiguous_format"
-    versus = numbers["versus"]  # (a) and (b) again, channels_last, in the same run
-    assert versus["overrides"] == ["train.memory_format=channels_last"]
-    assert versus["a_loop"] > 0 and versus["b_ceiling"] > 0 and versus["a_over_b"] > 0
-    srcnn = 2 * (9 * 9 * 3 * 64 + 5 * 5 * 64 * 32 + 5 * 5 * 32 * 3)  # FLOPs per HR pixel: no VGG16 in the mse step
-    assert numbers["a_tflops"] * 1e12 / numbers["a_loop"] == pytest.approx(
-        3 * srcnn * numbers["hr_size"] ** 2, rel=2e-3
-    )
-    table = (tmp_path / "profile.txt").read_text()
-    # the model, and the time the step spent getting batches: gathering them, or waiting for the thread
-    # that does where a core is free for it
-    assert "Self CPU" in table and "aten::convolution" in table
-    assert "srlab::gather_batch" in table or "srlab::wait_for_batch" in table
-
-
 def test_training_flops_are_three_forward_passes_at_the_patch_size():
     import torch
 
@@ -181,9 +121,13 @@ def test_the_gpu_session_is_one_command_without_arguments_naming_files_that_exis
     assert all((REPO / name).is_file() for name in named), named
 
 
-def test_bench_times_a_perceptual_stage_with_its_vgg16_terms_in_the_step_and_the_flops(tmp_path, capsys, monkeypatch):
-    """`--stage perceptual`: (a), (b) and (c) all step train_perceptual's objective, and the TFLOP/s
-    count the VGG16 passes too."""
+def test_bench_smoke_of_a_perceptual_stage_reports_every_number_with_its_vgg16_terms_in_the_step(
+    tmp_path, capsys, monkeypatch
+):
+    """`srlab bench --smoke --stage perceptual` on CPU: (a), (b) and (c) all step train_perceptual's
+    objective and the TFLOP/s count the VGG16 passes too; `--versus` times (a) and (b) again with
+    another setting in the same run; `--profile` writes the operator table. One bench run checks all
+    of it: bench runs are among the suite's costliest tests."""
     from srlab import bench, training
 
     objectives = []
@@ -195,20 +139,57 @@ def test_bench_times_a_perceptual_stage_with_its_vgg16_terms_in_the_step_and_the
 
     monkeypatch.setattr(training, "optimisation_step", recording_step)
     monkeypatch.setattr(bench, "optimisation_step", recording_step)
-    common = ["bench", "--smoke", "--workers", "1", "--set", "train.device=cpu", "--set", "loss.vgg_weight=0.5"]
+    common = ["bench", "--smoke", "--workers", "2", "--set", "train.device=cpu", "--set", "loss.vgg_weight=0.5"]
     with pytest.raises(SystemExit):
         main([*common, "--stage", "perceptual", "--set", "loss.adversarial_weight=0.001"])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the adversarial term is not benched" in err[0] and not objectives  # before any work
 
-    main([*common, "--stage", "perceptual", "--json", str(tmp_path / "p.json")])
-    assert "perceptual stage" in capsys.readouterr().out
+    versus = ["--versus", "train.memory_format=channels_last"]
+    reports = ["--json", str(tmp_path / "bench.json"), "--profile", str(tmp_path / "profile.txt")]
+    main([*common, "--stage", "perceptual", *versus, *reports])
+    printed = capsys.readouterr().out
+    for label in (
+        "perceptual stage",
+        "(a) training loop",
+        "(b) on-device ceiling",
+        "(c) seeds-style PIL loader",
+        "a/b =",
+        "TFLOP/s",
+        "peak memory",
+        "MP/s",
+        "versus train.memory_format=channels_last: (a) ",
+        "dense matmul in fp32: ",
+    ):
+        assert label in printed
     assert objectives and all(terms == ["mse", "perceptual"] for terms in objectives)  # the loop and the timed steps
-    result = json.loads((tmp_path / "p.json").read_text())
-    assert result["stage"] == "perceptual"
+    numbers = json.loads((tmp_path / "bench.json").read_text())
+    for key in (
+        "a_loop",
+        "b_ceiling",
+        "c_seeds_loader",
+        "a_over_b",
+        "a_over_c",
+        "a_tflops",
+        "b_tflops",
+        "dense_tflops",
+        "super_resolve_mpix_per_s",
+        "peak_rss_gib",
+    ):
+        assert numbers[key] > 0, key
+    assert numbers["precision"] == "fp32" and numbers["device"].startswith("cpu") and numbers["stage"] == "perceptual"
+    assert numbers["memory_format"] == "contiguous_format"
+    other = numbers["versus"]  # (a) and (b) again, channels_last, in the same run
+    assert other["overrides"] == ["train.memory_format=channels_last"]
+    assert other["a_loop"] > 0 and other["b_ceiling"] > 0 and other["a_over_b"] > 0
     # per HR pixel, 2 FLOPs a multiply-add: SRCNN 9-5-5 (64, 32 channels) and VGG16 up to relu2_2,
     # each counted 3 times (forward, and backward: the model's two gradients, VGG16's to its input)
     srcnn = 2 * (9 * 9 * 3 * 64 + 5 * 5 * 64 * 32 + 5 * 5 * 32 * 3)
     vgg = 2 * (3 * 3 * 3 * 64 + 3 * 3 * 64 * 64 + (3 * 3 * 64 * 128 + 3 * 3 * 128 * 128) / 4)  # conv2_*: after a pool
-    per_image = result["a_tflops"] * 1e12 / result["a_loop"]
-    assert per_image == pytest.approx(3 * (srcnn + vgg) * result["hr_size"] ** 2, rel=2e-3)
+    per_image = numbers["a_tflops"] * 1e12 / numbers["a_loop"]
+    assert per_image == pytest.approx(3 * (srcnn + vgg) * numbers["hr_size"] ** 2, rel=2e-3)
+    table = (tmp_path / "profile.txt").read_text()
+    # the model, and the time the step spent getting batches: gathering them, or waiting for the thread
+    # that does where a core is free for it
+    assert "Self CPU" in table and "aten::convolution" in table
+    assert "srlab::gather_batch" in table or "srlab::wait_for_batch" in table

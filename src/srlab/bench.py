@@ -204,36 +204,14 @@ def run(
     stage_weights(p, stage)  # a stage it cannot bench: one line before any work
     device = resolve_device(p.train.device)
     rng = np.random.default_rng(0)
-    result = {
-        "device": describe_device(device),
-        "torch": torch.__version__,
-        "model": p.model.name,
-        "scale": p.data.scale,
-        "hr_size": p.data.hr_size,
-        "batch": p.train.batch_size,
-        "precision": "bf16" if uses_bf16(p.train.precision, device) else "fp32",
-        "memory_format": str(memory_format(p.train.memory_format, p.train.precision, device)).split(".")[-1],
-        "compile": p.train.compile,
-        "crop_size": p.train.crop_size,
-        "stage": stage,
-    }
+    result = header(p, device, stage)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model, net, objective, steps = rates(p, device, size, rng, tmp, stage, profile, result)
-        # (c) the seeds' way: decode and resize JPEGs in worker processes every step
-        photos = _photos(tmp, size["photos"], size["photo_size"], rng)
-        loader = torch.utils.data.DataLoader(
-            SeedsStyleDataset(photos, p.trained_size(), p.data.scale, (steps + 5) * p.train.batch_size),
-            batch_size=p.train.batch_size,
-            num_workers=workers,
-            pin_memory=device.type == "cuda",
-            shuffle=False,
-        )
-        layout = memory_format(p.train.memory_format, p.train.precision, device)
-        result["c_seeds_loader"] = step_rate(net, objective, iter(loader), steps, 2, p, device, layout)
+        result["c_seeds_loader"] = seeds_rate(p, device, size, rng, tmp, net, objective, steps, workers)
         if versus:  # (a) and (b) again with the other settings, in this process: a ratio of like with like
             result["versus"] = {"overrides": list(versus)}
             rates(other, device, size, rng, tmp / "versus", stage, None, result["versus"])
@@ -250,6 +228,37 @@ def run(
     result["super_resolve_mpix_per_s"] = super_resolve_rate(model, device, size["sr_input"], rng, result["precision"])
     result["super_resolve_input"] = "{}x{}".format(*size["sr_input"])
     return result
+
+
+def header(p: Params, device: torch.device, stage: str) -> dict:
+    """What is benched: the device, the model and the settings in force."""
+    return {
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "model": p.model.name,
+        "scale": p.data.scale,
+        "hr_size": p.data.hr_size,
+        "batch": p.train.batch_size,
+        "precision": "bf16" if uses_bf16(p.train.precision, device) else "fp32",
+        "memory_format": str(memory_format(p.train.memory_format, p.train.precision, device)).split(".")[-1],
+        "compile": p.train.compile,
+        "crop_size": p.train.crop_size,
+        "stage": stage,
+    }
+
+
+def seeds_rate(p: Params, device, size: dict, rng, tmp: Path, net, objective, steps: int, workers: int) -> float:
+    """(c) the seeds' way: decode and resize JPEGs in worker processes every step."""
+    photos = _photos(tmp, size["photos"], size["photo_size"], rng)
+    loader = torch.utils.data.DataLoader(
+        SeedsStyleDataset(photos, p.trained_size(), p.data.scale, (steps + 5) * p.train.batch_size),
+        batch_size=p.train.batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        shuffle=False,
+    )
+    layout = memory_format(p.train.memory_format, p.train.precision, device)
+    return step_rate(net, objective, iter(loader), steps, 2, p, device, layout)
 
 
 def rates(p: Params, device, size: dict, rng, tmp: Path, stage: str, profile: Path | None, result: dict):
