@@ -128,7 +128,9 @@ def copy_project(repo: Path, mirror: Path | None) -> tuple[Path, dict]:
             or name.startswith(("reports/", "models/", "tests/", "docs/"))
             or (
                 name.startswith("data/")
-                and not name.startswith(("data/photos/", "data/mirror/README", "data/weights/README"))
+                and not name.startswith(
+                    ("data/photos/", "data/mirror/README", "data/weights/README", "data/published/README")
+                )
             )
         ):  # the default folder source, and the tracked mirror and weights folders (empty) stay
             continue

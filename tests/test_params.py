@@ -191,6 +191,26 @@ def test_every_stage_depends_on_the_srlab_code_it_imports():
             )
 
 
+def test_every_path_a_stage_command_names_is_one_of_its_deps_or_outs():
+    """A path handed to a stage script (`--test data/raw/test`) is read or written by it: DVC must
+    hash it as a dep, or own it as an out, or a change to it leaves the stage's outputs stale. The
+    plots stage read data/raw/test without listing it until 2026-12-03. Left out on purpose: the
+    resumable checkpoints (outside the outs, so DVC does not delete them) and the download cache."""
+    import shlex
+
+    kept_outside = ("checkpoints/", "data/downloads")
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        words = shlex.split(stage["cmd"])
+        owned = [*stage["deps"], *(next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"])]
+        owned += [next(iter(m)) if isinstance(m, dict) else m for m in stage.get("metrics", [])]
+        for flag, value in zip(words, words[1:]):
+            if not flag.startswith("--") or value.startswith(kept_outside):
+                continue
+            inside = any(value == p or value.startswith(p.rstrip("/") + "/") for p in owned)
+            holds_outs = any(p.startswith(value.rstrip("/") + "/") for p in owned)  # plots' --out reports
+            assert inside or holds_outs, f"stage {name}: {flag} {value} is neither a dep nor an out"
+
+
 def test_a_bare_off_reads_as_off_though_yaml_1_1_makes_it_false():
     """`dvc exp run -S eval.lpips=off` and `lpips: off` in params.yaml both reach srlab as False."""
     assert parse_params(yaml.safe_load("eval: {lpips: off}")).eval.lpips == "off"
@@ -294,10 +314,13 @@ def test_each_stage_reads_exactly_the_params_dvc_yaml_lists_for_it(tmp_path, pho
     )
     monkeypatch.setattr(Params, "to_dict", unrecorded(Params.to_dict))  # headers, fingerprints: the whole record
 
+    alive = []  # every loaded Params kept alive: a freed one's id could be reused by a ModelParams rebuilt from a file
+
     def loaded(*args, **kwargs):
         p = unrecorded(load_params)(*args, **kwargs)  # its validation is not a read
         owned.update(id(object.__getattribute__(p, f.name)) for f in dataclasses.fields(Params))
         owned.add(id(p))
+        alive.append(p)
         return p
 
     monkeypatch.setattr(params_module, "load_params", loaded)

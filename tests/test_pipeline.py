@@ -176,9 +176,14 @@ def test_push_clone_pull_then_a_forced_rerun_gives_the_same_bytes(project, tmp_p
 
 
 @pytest.mark.slow
-def test_queued_sweep_then_compare_and_plots_diff(project, tmp_path):
-    """README's sweep: queue a grid, run the queue, compare the experiments, diff their plots."""
+def test_queued_sweep_compared_then_pushed_and_pulled_into_a_second_clone_that_pages_both_machines(project, tmp_path):
+    """README's sweep: queue a grid, run the queue, compare the experiments, diff their plots. Then
+    docs/experiments.md's two machines: A pushes the sweep (Git refs and DVC outputs), B clones,
+    pulls it, sees the same `dvc exp show`, runs an experiment of its own and builds one results
+    page of both machines' experiments."""
     repo, env = project
+    storage = tmp_path / "dvc-storage"
+    _run(f"dvc remote add -f -d storage {storage}", repo, env)
     _run("dvc repro && git add -A && git commit -qm sweep-base --allow-empty", repo, env)
     runs = _run_queue(repo, env, "-S 'loss.vgg_weight=0,1'", count=2)
     names = [run["name"] for run in runs]
@@ -206,6 +211,54 @@ def test_queued_sweep_then_compare_and_plots_diff(project, tmp_path):
     ):
         assert shown_plot in html, shown_plot
     assert names[0] in html and names[1] in html
+
+    origin, clone = tmp_path / "origin.git", tmp_path / "machine-b"
+    _run(f"git init -q --bare -b main {origin}", tmp_path, env)
+    _run(f"git remote add origin {origin} && git push -q origin HEAD:main && dvc push -q", repo, env)
+    _run(f"dvc exp push origin {' '.join(names)}", repo, env)
+    _run(f"git clone -q {origin} {clone}", tmp_path, env)
+    _run(f"dvc exp pull origin {' '.join(names)} && dvc pull -q", clone, env)
+    assert _experiments(clone, env) == _experiments(repo, env)
+
+    _run("dvc exp run -n from-b -S loss.vgg_weight=0.5", clone, env)
+    _run(f"srlab page {names[0]} from-b --out page", clone, env)
+    _check_page(clone / "page", {**_experiments(repo, env), **_experiments(clone, env)}, [names[0], "from-b"])
+
+
+def _experiments(repo: Path, env: dict) -> dict[str, dict]:
+    """{name: metrics} of the experiments `dvc exp show` lists."""
+    shown = json.loads(_run("dvc exp show --json", repo, env).stdout)
+    return {
+        run["name"]: run["data"]["metrics"]["reports/metrics.json"]["data"]
+        for commit in shown
+        for group in commit.get("experiments") or []
+        for run in group["revs"]
+    }
+
+
+def _check_page(folder: Path, metrics: dict[str, dict], names: list[str]) -> None:
+    """The page's tables hold each experiment's metrics, and each model panel is that experiment's
+    own output: its Y-PSNR against the ground truth panel is the one the experiment scored."""
+    import numpy as np
+    from PIL import Image
+
+    from srlab.metrics import psnr_y
+
+    text = (folder / "index.html").read_text()
+    page = json.loads(text.split('type="application/json">')[1].split("</script>")[0])
+    summary = page["sets"]["Set5"]["summary"]
+    for name in names:
+        for method, scores in metrics[name]["Set5"].items():
+            assert summary[f"{name}: {method}"] == scores
+    scale = metrics[names[0]]["provenance"]["scale"]
+    for image in page["sets"]["Set5"]["images"]:
+        truth = np.asarray(Image.open(folder / image["panels"]["ground truth"]))
+        for name in names:
+            label = f"{name}: srcnn_perceptual"
+            shown = np.asarray(Image.open(folder / image["panels"][label]))
+            assert psnr_y(shown, truth, scale) == pytest.approx(image["scores"][label]["psnr"], abs=1e-5)
+    first = page["sets"]["Set5"]["images"][0]["panels"]
+    assert first[f"{names[0]}: srcnn_perceptual"] != first[f"{names[1]}: srcnn_perceptual"]  # two models, two images
 
 
 def _run_queue(repo: Path, env: dict, sets: str, count: int) -> list[dict]:

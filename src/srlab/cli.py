@@ -133,15 +133,24 @@ def evaluate_command(args) -> None:
     from srlab.data.sources import test_set_dir
     from srlab.evaluation import evaluate
     from srlab.params import parse_params
+    from srlab.published import load_published
 
     path = _model_in(args.model)
-    meta = architecture(load(path)["meta"])
+    models, published = {path.stem: path}, {}
+    try:
+        meta = architecture(load(path)["meta"])
+    except SrlabError as not_ours:  # a published checkpoint, read by spandrel
+        try:
+            meta = load_published(path)[1]
+        except SrlabError as not_theirs:
+            raise SrlabError(f"{not_ours}; nor a published checkpoint: {str(not_theirs).split(': ', 1)[1]}") from None
+        models, published = {}, {path.stem: path}
     if args.scale is not None and meta.get("scale") != args.scale:
         raise SrlabError(f"{path}: trained for x{meta.get('scale')}, not x{args.scale} (--scale)")
     p = parse_params(
         {
             "data": {"scale": meta["scale"]},
-            "model": {"name": meta["arch"]},
+            "model": {"name": meta["arch"] if models else "srcnn"},  # srlab's own arch, where it is one
             "eval": {"sets": args.sets, "degradation": args.degradation, "precision": args.precision},
             "train": {"device": args.device},
         }
@@ -153,13 +162,15 @@ def evaluate_command(args) -> None:
         for name in args.sets:
             found = test_set_dir(name, Path("data/downloads"), mirror if mirror.is_dir() else None)
             (sets / name).symlink_to(found.resolve(), target_is_directory=True)
-        summary, _ = evaluate(p, sets, {path.stem: path}, args.out or Path(tmp) / "sr")
+        summary, _ = evaluate(p, sets, models, args.out or Path(tmp) / "sr", published)
     print(f"{'set':<10}{'method':<16}{'Y-PSNR':>8}{'Y-SSIM':>9}{'VGG distance':>14}")
     for name in args.sets:
         for method, s in summary[name].items():
             print(f"{name:<10}{method:<16}{s['psnr']:8.2f}{s['ssim']:9.4f}{s['perceptual']:14.6f}")
     about = summary["provenance"]
     print(f"x{about['scale']}, {about['metric']}; LR inputs {about['degradation']}; {about['perceptual_backbone']}")
+    for name, made in about.get("published", {}).items():
+        print(f"{name}: {made['arch']} x{made['scale']} ({made['loader']}), sha256 {made['sha256']}")
 
 
 def _model_in(path: Path) -> Path:
@@ -224,6 +235,22 @@ def compare_command(args) -> None:
     picture, markdown = write_report(runs, args.out, args.x)
     print(markdown.read_text().split("\n![")[0])
     print(f"compare: {len(runs)} experiments -> {picture}, {markdown}")
+
+
+def page_command(args) -> None:
+    from srlab.compare import exp_show, experiments
+    from srlab.page import Run, at_revision, workspace, write_page
+
+    shown = {run.name: run for run in experiments(exp_show(("--all-commits",) if args.all_commits else ()))}
+    unknown = [name for name in args.exps if name not in shown]
+    if unknown:
+        raise SrlabError(f"no experiment named {', '.join(unknown)} in `dvc exp show` (there: {', '.join(shown)})")
+    runs = []
+    for name in args.exps:
+        rev = shown[name].rev
+        runs.append(Run(name, workspace() if rev == "workspace" else at_revision(rev)))
+    page = write_page(runs, args.out, f"srlab: {' vs '.join(args.exps)}")
+    print(f"page: {len(runs)} experiments -> {page}")
 
 
 def recipe_command(args) -> None:
@@ -427,9 +454,16 @@ def _add_model_tools(commands) -> None:
 def _add_inference(commands) -> None:
     """Running a trained model: score it on the test sets, or upscale any image with it."""
     ev = commands.add_parser(
-        "evaluate", help="score a model file, checkpoint or run folder on the test sets, bicubic beside"
+        "evaluate",
+        help="score a model file, checkpoint, run folder or published checkpoint (spandrel: SwinIR, HAT, "
+        "RCAN, ESRGAN, ...) on the test sets, bicubic beside",
     )
-    ev.add_argument("model", type=Path, metavar="MODEL_OR_RUN", help="e.g. runs/srcnn_mse, models/mse.safetensors")
+    ev.add_argument(
+        "model",
+        type=Path,
+        metavar="MODEL_OR_RUN",
+        help="e.g. runs/srcnn_mse, models/mse.safetensors, data/published/RealESRGAN_x2plus.pth",
+    )
     ev.add_argument("--sets", nargs="+", default=["Set5", "Set14"], choices=TEST_SETS)
     ev.add_argument("--scale", type=int, help="refuse a model trained for another scale")
     ev.add_argument("--degradation", default="bicubic", choices=DEGRADATIONS, help="how the LR inputs are made")
@@ -481,6 +515,14 @@ def _add_experiment_tools(commands) -> None:
         help="the distance to plot PSNR against: the VGG16 perceptual distance, or LPIPS where it was computed",
     )
     cmp.set_defaults(func=compare_command)
+
+    pg = commands.add_parser(
+        "page", help="one HTML page of DVC experiments side by side: sliders between their outputs, scores, curves"
+    )
+    pg.add_argument("exps", nargs="+", metavar="EXP", help="experiments as `dvc exp show` names them, or workspace")
+    pg.add_argument("--out", type=Path, default=Path("reports/compare/page"), help="folder for index.html and images/")
+    pg.add_argument("--all-commits", action="store_true", help="look for experiments of every commit, not just HEAD")
+    pg.set_defaults(func=page_command)
 
     rc = commands.add_parser("recipe", help="write a design note's params into params.yaml (no NAME: list the recipes)")
     rc.add_argument(

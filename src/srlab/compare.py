@@ -24,6 +24,7 @@ class Experiment:
     name: str
     params: dict  # flattened, e.g. {"loss.vgg_weight": 0.3}
     metrics: dict  # the metrics.json tree
+    rev: str = "workspace"  # the Git commit that holds its outputs (dvc exp show's rev)
 
 
 def exp_show(extra: tuple[str, ...] = ()) -> list:
@@ -48,7 +49,7 @@ def experiments(shown: list) -> list[Experiment]:
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
         if metrics and params and entry.get("rev") not in seen:
             seen.add(entry.get("rev"))
-            found.append(Experiment(label, _flatten(params), metrics))
+            found.append(Experiment(label, _flatten(params), metrics, entry.get("rev") or "workspace"))
 
     for commit in shown:
         visit(commit, commit.get("name") or _short(commit.get("rev", "?")))

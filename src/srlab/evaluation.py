@@ -20,17 +20,25 @@ from srlab.losses import build_vgg16_loss
 from srlab.lpips_score import LPIPS, imagenet_vgg16_file
 from srlab.metrics import psnr_rgb, psnr_y, ssim_rgb, ssim_y
 from srlab.params import Params
+from srlab.published import load_published
 
 BASELINE = "bicubic"
 
 
-def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: Path) -> tuple[dict, pd.DataFrame]:
-    """Score bicubic and each model on every image of eval.sets; save each output as PNG."""
+def evaluate(
+    params: Params, test_root: Path, models: dict[str, Path], sr_root: Path, published: dict[str, Path] | None = None
+) -> tuple[dict, pd.DataFrame]:
+    """Score bicubic, each srlab model and each published checkpoint (spandrel) on every image of
+    eval.sets; save each output as PNG."""
     scale = params.data.scale
     device = resolve_device(params.train.device)
     perceptual = build_vgg16_loss(params.loss.vgg_init, params.seed, params.eval.vgg_layers)
     perceptual = perceptual.to(device, memory_format=CHANNELS_LAST)
-    nets = {name: load_model(path, scale)[0].to(device, memory_format=CHANNELS_LAST) for name, path in models.items()}
+    nets = {name: load_model(path, scale)[0] for name, path in models.items()}
+    made = {}  # what each published checkpoint is, for the provenance
+    for name, path in (published or {}).items():
+        nets[name], made[name] = load_published(path, scale)
+    nets = {name: net.to(device, memory_format=CHANNELS_LAST) for name, net in nets.items()}
     lpips, lpips_note = lpips_scorer(params, device)
     rows = []
     for set_name in params.eval.sets:
@@ -68,6 +76,8 @@ def evaluate(params: Params, test_root: Path, models: dict[str, Path], sr_root: 
     table = pd.DataFrame(rows)
     summary = summarise(table, params)
     summary["provenance"]["lpips"] = lpips_note
+    if made:
+        summary["provenance"]["published"] = made
     return summary, table
 
 

@@ -198,6 +198,8 @@ class EvalParams:
     rgb: bool = False  # also score rgb_psnr / rgb_ssim: RGB, no border shaved (the SRGAN note's way)
     vgg_layers: LayerWeights = field(default_factory=LayerWeights)
     precision: str = field(default="fp32", **_rule(choices=PRECISIONS))  # the models' convolutions only
+    # published checkpoints (files in data/published/, read by spandrel) scored beside srlab's models
+    models: tuple[str, ...] = field(default=(), **_rule(files=True))
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,10 @@ def _check_value(key: str, value: Any, default: Any, rules) -> Any:
             value = [value]
         if isinstance(value, tuple):  # params stored in a checkpoint come back as tuples
             value = list(value)
+        if rules.get("files"):  # file names, any or none
+            if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+                raise SrlabError(f"{key}: expected a list of file names, got {value!r}")
+            return tuple(value)
         if not isinstance(value, list) or not value:
             raise SrlabError(f"{key}: expected a non-empty list, got {value!r}")
         for item in value:
