@@ -65,6 +65,7 @@ def _gpu_run(tmp_path, recipe, out: str, *args: str, mirror):
     return json.loads((tmp_path / out / "metrics.json").read_text())
 
 
+@pytest.mark.long
 def test_gpu_run_fits_epochs_to_the_budget_and_scores_the_model(tmp_path, mirror):
     """bench/gpu_run.py on CPU with tiny sizes: the same steps the GPU run takes, end to end, then
     an x3 run started from the x2 model, whose training time includes the x2 run's."""
@@ -139,7 +140,7 @@ def test_bench_smoke_of_a_perceptual_stage_reports_every_number_with_its_vgg16_t
 
     monkeypatch.setattr(training, "optimisation_step", recording_step)
     monkeypatch.setattr(bench, "optimisation_step", recording_step)
-    common = ["bench", "--smoke", "--workers", "2", "--set", "train.device=cpu", "--set", "loss.vgg_weight=0.5"]
+    common = ["bench", "--smoke", "--workers", "1", "--set", "train.device=cpu", "--set", "loss.vgg_weight=0.5"]
     with pytest.raises(SystemExit):
         main([*common, "--stage", "perceptual", "--set", "loss.adversarial_weight=0.001"])
     err = capsys.readouterr().err.strip().splitlines()

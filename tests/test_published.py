@@ -110,3 +110,63 @@ def test_a_checkpoint_of_another_scale_is_refused_in_one_line(tmp_path):
     path, _ = _checkpoint(tmp_path, "SPAN", scale=4)
     with pytest.raises(SrlabError, match=r"SPAN_x4.pth: SPAN x4, but data.scale is 2"):
         load_published(path, scale=2)
+
+
+def _official_edsr(channels: int, blocks: int, scale: int) -> dict:
+    """A state dict laid out as EDSR-PyTorch saves its models (random weights, as an OrderedDict)."""
+    from collections import OrderedDict
+
+    gen = torch.Generator().manual_seed(0)
+    state = OrderedDict()
+
+    def conv(name, c_in, c_out):
+        state[f"{name}.weight"] = torch.randn(c_out, c_in, 3, 3, generator=gen) * 0.05
+        state[f"{name}.bias"] = torch.randn(c_out, generator=gen) * 0.01
+
+    mean = 255 * torch.tensor([0.4488, 0.4371, 0.4040])  # MeanShift(rgb_range=255): a 1x1 conv
+    state["sub_mean.weight"], state["sub_mean.bias"] = torch.eye(3).view(3, 3, 1, 1), -mean
+    state["add_mean.weight"], state["add_mean.bias"] = torch.eye(3).view(3, 3, 1, 1), mean
+    conv("head.0", 3, channels)
+    for b in range(blocks):
+        conv(f"body.{b}.body.0", channels, channels)
+        conv(f"body.{b}.body.2", channels, channels)
+    conv(f"body.{blocks}", channels, channels)
+    for k, factor in enumerate({2: [2], 3: [3], 4: [2, 2]}[scale]):
+        conv(f"tail.0.{2 * k}", channels, channels * factor * factor)
+    conv("tail.1", channels, 3)
+    return state
+
+
+def _edsr_forward(state: dict, x: torch.Tensor, blocks: int, scale: int) -> torch.Tensor:
+    """EDSR-PyTorch's forward (src/model/edsr.py, res_scale 1), written out with F.conv2d on its names."""
+    import torch.nn.functional as F
+
+    def conv(t, name):
+        weight = state[f"{name}.weight"]
+        return F.conv2d(t, weight, state[f"{name}.bias"], padding=weight.shape[-1] // 2)
+
+    x = conv(x * 255, "sub_mean")
+    x = conv(x, "head.0")
+    res = x
+    for b in range(blocks):
+        res = res + conv(F.relu(conv(res, f"body.{b}.body.0")), f"body.{b}.body.2")
+    res = conv(res, f"body.{blocks}") + x
+    for k, factor in enumerate({2: [2], 3: [3], 4: [2, 2]}[scale]):
+        res = F.pixel_shuffle(conv(res, f"tail.0.{2 * k}"), factor)
+    return (conv(conv(res, "tail.1"), "add_mean") / 255).clamp(0, 1)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_an_official_edsr_checkpoint_which_spandrel_lacks_is_mapped_onto_srlabs_edsr(tmp_path, photo, scale):
+    state = _official_edsr(channels=8, blocks=2, scale=scale)
+    path = tmp_path / f"edsr_baseline_x{scale}.pt"
+    torch.save(state, path)
+    model, meta = load_published(path, scale=scale)
+    assert (meta["arch"], meta["scale"]) == ("EDSR (EDSR-PyTorch)", scale)
+    lr = photo[:12, :16]
+    out = super_resolve(model.to(memory_format=CHANNELS_LAST), lr, "cpu", raw=True)
+    with torch.no_grad():
+        expected = _edsr_forward(state, torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255, 2, scale)
+    assert np.allclose(out, expected[0].permute(1, 2, 0).numpy(), atol=1e-5)
+    with pytest.raises(SrlabError, match=rf"EDSR \(EDSR-PyTorch\) x{scale}, but data.scale is 8"):
+        load_published(path, scale=8)

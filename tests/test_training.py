@@ -258,6 +258,7 @@ train(job, log=lambda row: print("epoch", row["epoch"], flush=True))
 """
 
 
+@pytest.mark.long
 def test_sigkill_mid_epoch_and_inside_every_kind_of_save_then_rerun_gives_the_same_weights(tmp_path, patches):
     """A process killed with SIGKILL (no handler runs): once at a random moment of an epoch, then
     half-way through writing each kind of file training writes (the resume checkpoint, a best
@@ -355,6 +356,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.long
 def test_ctrl_c_at_any_of_the_first_lock_releases_of_an_epoch_exits_130(tmp_path, patches):
     """A Ctrl-C that lands inside a library's locking (ThreadPoolExecutor.submit, between its two
     `with` locks, as the loader queued an epoch's first batches) once left a lock held, and the
@@ -754,6 +756,7 @@ print(json.dumps(samples))
 """
 
 
+@pytest.mark.long
 def test_training_over_a_512_mb_store_keeps_its_resident_memory_bounded(tmp_path, photo):
     """Every row of a 512 MB memory-mapped store is read once (an epoch of whole 128 px tiles, each
     cropped to 16 px so the model costs nothing): the store's pages resident in the training

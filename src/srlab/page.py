@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from tqdm import tqdm
 
 from srlab.data.degrade import mod_crop
+from srlab.data.images import IMAGE_SUFFIXES
 from srlab.errors import SrlabError
 from srlab.fileio import staged_folder
 
@@ -157,7 +159,8 @@ def _set(runs: list[Run], set_name: str, folder: Path) -> dict:
     stored: dict[str, str] = {}  # content hash -> file: a panel two runs share is kept once
     for run in runs:
         table = run.per_image[run.per_image["set"] == set_name]
-        for name, rows in table.groupby("image", sort=False):
+        groups = table.groupby("image", sort=False)
+        for name, rows in tqdm(groups, desc=f"page {run.label(set_name)}", unit="img", disable=None):
             image = images.setdefault(name, {"name": name, "panels": {}, "scores": {}})
             for _, row in rows.iterrows():
                 rgb = run.image(f"{run.layout.sr}/{set_name}/{row['method']}/{name}.png")
@@ -176,7 +179,7 @@ def _set(runs: list[Run], set_name: str, folder: Path) -> dict:
 
 
 def _truth(run: Run, set_name: str, name: str, shape: tuple) -> np.ndarray:
-    for suffix in (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm"):
+    for suffix in IMAGE_SUFFIXES:
         try:
             data = run.read(f"{run.layout.test}/{set_name}/{name}{suffix}")
         except FileNotFoundError:
