@@ -79,6 +79,21 @@ def test_a_published_checkpoint_is_scored_by_evaluate_beside_bicubic_with_its_pr
     made = summary["provenance"]["published"][path.stem]
     assert (made["arch"], made["scale"], made["file"]) == ("RealESRGAN Compact", 2, path.name)
 
+    # and the results page shows it beside bicubic: a panel of its output, its scores, the table's row
+    import json
+
+    from srlab.page import Layout, Run, workspace, write_page
+
+    table.to_csv(tmp_path / "per_image.csv", index=False)
+    (tmp_path / "metrics.json").write_text(json.dumps(summary))
+    layout = Layout("metrics.json", "per_image.csv", "test", "sr", lives=())
+    page = write_page([Run("", workspace(tmp_path), layout)], tmp_path / "page", "t")
+    data = json.loads(page.read_text().split('type="application/json">')[1].split("</script>")[0])
+    shown = data["sets"]["Set5"]
+    assert shown["summary"][path.stem] == summary["Set5"][path.stem]
+    panel = np.asarray(Image.open(page.parent / shown["images"][0]["panels"][path.stem]))
+    assert np.array_equal(panel, out) and "RealESRGAN Compact x2" in " ".join(data["notes"])
+
 
 def test_the_cli_scores_a_published_checkpoint_as_evaluate_does(tmp_path, mirror, capsys, monkeypatch):
     from srlab.cli import main

@@ -147,6 +147,8 @@ def _notes(runs: list[Run]) -> list[str]:
             f"test inputs {prov['degradation']}; {prov['metric']}; "
             f"VGG distance on {prov['perceptual_backbone']}" + (f"; LPIPS {prov['lpips']}" if "lpips" in prov else "")
         )
+        for name, made in prov.get("published", {}).items():  # checkpoints from elsewhere: what they are
+            notes.append(f"{who}{name}: {made['arch']} x{made['scale']} ({made['loader']}), sha256 {made['sha256']}")
     return notes
 
 
