@@ -80,6 +80,13 @@ def patches(tmp_path, photo, rng):
     return folder
 
 
+def page_data(html: Path) -> dict:
+    """The data a results page carries (the JSON in its script element)."""
+    import json
+
+    return json.loads(html.read_text().split('type="application/json">')[1].split("</script>")[0])
+
+
 def cli(*args) -> None:
     """`srlab ARGS...` in this process."""
     from srlab.cli import main

@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import mirror_or_skip
+from conftest import mirror_or_skip, page_data
 from PIL import Image
 
 from srlab.data.degrade import downscale, interpolate
@@ -68,7 +68,7 @@ def page(tmp_path_factory):
 
 def test_the_page_carries_the_metrics_and_a_lossless_image_of_every_panel(page):
     root, html, metrics = page
-    data = json.loads(html.read_text().split('type="application/json">')[1].split("</script>")[0])
+    data = page_data(html)
     for set_name in IMAGES:
         assert data["sets"][set_name]["summary"] == metrics[set_name]
         for image in data["sets"][set_name]["images"]:

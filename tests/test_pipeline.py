@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import copy_project, mirror_or_skip
+from conftest import copy_project, mirror_or_skip, page_data
 from conftest import run_ok as _run
 
 from srlab import checkpoint
@@ -244,8 +244,7 @@ def _check_page(folder: Path, metrics: dict[str, dict], names: list[str]) -> Non
 
     from srlab.metrics import psnr_y
 
-    text = (folder / "index.html").read_text()
-    page = json.loads(text.split('type="application/json">')[1].split("</script>")[0])
+    page = page_data(folder / "index.html")
     summary = page["sets"]["Set5"]["summary"]
     for name in names:
         for method, scores in metrics[name]["Set5"].items():

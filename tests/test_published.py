@@ -82,13 +82,15 @@ def test_a_published_checkpoint_is_scored_by_evaluate_beside_bicubic_with_its_pr
     # and the results page shows it beside bicubic: a panel of its output, its scores, the table's row
     import json
 
+    from conftest import page_data
+
     from srlab.page import Layout, Run, workspace, write_page
 
     table.to_csv(tmp_path / "per_image.csv", index=False)
     (tmp_path / "metrics.json").write_text(json.dumps(summary))
     layout = Layout("metrics.json", "per_image.csv", "test", "sr", lives=())
     page = write_page([Run("", workspace(tmp_path), layout)], tmp_path / "page", "t")
-    data = json.loads(page.read_text().split('type="application/json">')[1].split("</script>")[0])
+    data = page_data(page)
     shown = data["sets"]["Set5"]
     assert shown["summary"][path.stem] == summary["Set5"][path.stem]
     panel = np.asarray(Image.open(page.parent / shown["images"][0]["panels"][path.stem]))

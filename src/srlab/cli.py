@@ -133,7 +133,7 @@ def evaluate_command(args) -> None:
     from srlab.data.sources import test_set_dir
     from srlab.evaluation import evaluate
     from srlab.params import parse_params
-    from srlab.published import load_published
+    from srlab.published import describe, load_published
 
     path = _model_in(args.model)
     models, published = {path.stem: path}, {}
@@ -170,7 +170,7 @@ def evaluate_command(args) -> None:
     about = summary["provenance"]
     print(f"x{about['scale']}, {about['metric']}; LR inputs {about['degradation']}; {about['perceptual_backbone']}")
     for name, made in about.get("published", {}).items():
-        print(f"{name}: {made['arch']} x{made['scale']} ({made['loader']}), sha256 {made['sha256']}")
+        print(f"{name}: {describe(made)}")
 
 
 def _model_in(path: Path) -> Path:

@@ -29,6 +29,7 @@ from srlab.data.degrade import mod_crop
 from srlab.data.images import IMAGE_SUFFIXES
 from srlab.errors import SrlabError
 from srlab.fileio import staged_folder
+from srlab.published import describe
 
 TRUTH = "ground truth"
 # score column: (heading, decimals shown); the page keeps each exact value in data-value
@@ -148,7 +149,7 @@ def _notes(runs: list[Run]) -> list[str]:
             f"VGG distance on {prov['perceptual_backbone']}" + (f"; LPIPS {prov['lpips']}" if "lpips" in prov else "")
         )
         for name, made in prov.get("published", {}).items():  # checkpoints from elsewhere: what they are
-            notes.append(f"{who}{name}: {made['arch']} x{made['scale']} ({made['loader']}), sha256 {made['sha256']}")
+            notes.append(f"{who}{name}: {describe(made)}")
     return notes
 
 

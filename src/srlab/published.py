@@ -123,6 +123,11 @@ def _spandrel(path: Path) -> tuple[PublishedModel, dict]:
     }
 
 
+def describe(meta: dict) -> str:
+    """One line on what a published checkpoint is, for the CLI and the results page."""
+    return f"{meta['arch']} x{meta['scale']} ({meta['loader']}), sha256 {meta['sha256']}"
+
+
 def published_files(names: list[str], folder: Path = FOLDER) -> dict[str, Path]:
     """{row name: file} for eval.models: each file's stem names its row in the metrics."""
     files = {}
