@@ -1,56 +1,75 @@
 #!/usr/bin/env bash
-# The README's table of the design notes' recipes, measured on this machine: each recipe (and its
-# other runs) through `srlab recipe NAME && dvc exp run`, in a scratch clone of this repository,
-# with a CPU budget on top (-S: fewer epochs and patches; the mirror's SunHays80 photos stand in
-# for VOC2011 / DIV2K / the 91 images, which cannot be downloaded here; random backbones).
-# Prints one markdown row per run: Set5 and Set14 Y-PSNR of bicubic, <model>_mse and
-# <model>_perceptual, the wall time and the peak RSS (/usr/bin/time -v).
+# The design notes' recipes at a CPU budget, measured on this machine: each run is `srlab recipe
+# NAME` then `/usr/bin/time -v dvc exp run` in a scratch clone of this repository, one at a time,
+# with a budget on top (-S: fewer epochs, a smaller epoch; said in docs/RESULTS.md). The mirror's
+# SunHays80 photos stand in for VOC2011 / DIV2K / the 91 images, which cannot be downloaded here,
+# and the backbones are random. Each run's metrics, curves and timing go to
+# docs/results/recipes/RUN/ in this repository (small files, to commit); its models and patches
+# stay in the scratch clone's DVC cache. `python bench/recipes_table.py` prints the tables.
 #
-#   SRLAB_DATA_MIRROR=../shared/data bash bench/recipes_cpu.sh WORK [NAME ...]
-#   ONLY_MAIN=1 ...: each recipe's main run alone, not its other runs
+#   SRLAB_DATA_MIRROR=../shared/data bash bench/recipes_cpu.sh WORK [RUN ...]
+#
+# RUN: a recipe's name (its main run), NAME-OTHER for one of its other runs (assignment-control),
+# or one of srlab's variants below (assignment-residual). Default: every recipe's main run.
 set -euo pipefail
-work=${1:?usage: bash bench/recipes_cpu.sh WORK [NAME ...]}
+work=${1:?usage: bash bench/recipes_cpu.sh WORK [RUN ...]}
 shift
-names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(assignment srcnn-cli rescnn srgan johnson)
+runs=("$@")
+[ ${#runs[@]} -gt 0 ] || runs=(assignment srcnn-cli rescnn srgan johnson)
 photos="${SRLAB_DATA_MIRROR:?point SRLAB_DATA_MIRROR at the data mirror}/SunHays80"
 
-# the CPU budget of each recipe: what the README's table says was used
+# Each recipe's CPU budget: about 30 minutes for the assignment note, 15 for each other note, sized
+# from the step rates of this 2-core CPU in fp32.
 declare -A budget=(
-  [assignment]="-S data.patches_per_image=8 -S train.epochs=3 -S train.perceptual_epochs=1 -S train.epoch_samples=256"
-  [srcnn-cli]="-S train.epochs=20 -S train.perceptual_epochs=1"
-  [rescnn]="-S train.epochs=3 -S train.perceptual_epochs=3 -S train.epoch_samples=480"
-  [srgan]="-S data.patches_per_image=8 -S train.epochs=2 -S train.perceptual_epochs=1 -S train.epoch_samples=160"
-  [johnson]="-S data.patches_per_image=4 -S train.epochs=2 -S train.perceptual_epochs=2 -S train.epoch_samples=80"
+  [assignment]="-S train.epochs=3 -S train.perceptual_epochs=1 -S train.epoch_samples=768"
+  [srcnn-cli]="-S train.epochs=10 -S train.perceptual_epochs=1"
+  [rescnn]="-S train.epochs=1 -S train.perceptual_epochs=1 -S train.epoch_samples=320"
+  [srgan]="-S train.epochs=5 -S train.perceptual_epochs=1 -S train.epoch_samples=400"
+  [johnson]="-S train.epochs=1 -S train.perceptual_epochs=1 -S train.epoch_samples=400"
+)
+# srlab's variants, not the notes': what it takes to beat bicubic where a note's model does not
+declare -A variant=(
+  [assignment-residual]="-S model.residual=true -S train.epoch_samples=384"
 )
 offline="-S data.train_source=folder -S data.train_dir=$photos -S loss.vgg_init=random -S loss.vgg19_init=random -S eval.lpips=off"
 
 repo=$(pwd)
+out="$repo/docs/results/recipes"
 rm -rf "$work"
 git clone -q "$repo" "$work"
 cd "$work"
-echo "| run | Set5 bicubic / mse / perceptual | Set14 bicubic / mse / perceptual | wall | peak RSS |"
-echo "|---|---|---|---|---|"
-for name in "${names[@]}"; do
-  srlab recipe "$name" > /dev/null
-  runs=("main")
-  mapfile -t more < <(python -c "from srlab.recipes import load_recipe; r = load_recipe('$name'); print('\n'.join(f'{k}\t{\" \".join(\"-S \" + o for o in v)}' for k, v in r.runs.items()))")
-  [ -n "${ONLY_MAIN:-}" ] || for line in "${more[@]}"; do [ -n "$line" ] && runs+=("$line"); done
-  for run in "${runs[@]}"; do
-    label=${run%%$'\t'*}
-    extra=""; [ "$label" != main ] && extra=${run#*$'\t'}
-    log="$work/$name-$label.log"
-    # shellcheck disable=SC2086  # the -S lists are meant to split
-    /usr/bin/time -v dvc exp run -n "$name-$label" $offline ${budget[$name]} $extra > "$log" 2>&1 || { tail -n 20 "$log" >&2; exit 1; }
-    python - "$name-$label" "$log" <<'EOF'
-import json, re, sys
-name, log = sys.argv[1], open(sys.argv[2]).read()
-m = json.load(open("reports/metrics.json"))
-model = m["provenance"]["model"]
-cells = [" / ".join(f"{m[s][k]['psnr']:.2f}" for k in ("bicubic", f"{model}_mse", f"{model}_perceptual")) for s in ("Set5", "Set14")]
-wall = re.search(r"Elapsed \(wall clock\) time.*: (.+)", log).group(1)
-rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", log).group(1)) / 1024**2
-print(f"| {name} (x{m['provenance']['scale']}) | {cells[0]} | {cells[1]} | {wall} | {rss:.2f} GB |")
+for run in "${runs[@]}"; do
+  recipe=$run other=""
+  if [ -n "${variant[$run]:-}" ]; then
+    recipe=${run%%-*} other=${variant[$run]}
+  elif [ -z "${budget[$run]:-}" ]; then
+    recipe=${run%-*}
+    other=$(python -c "from srlab.recipes import load_recipe; print(' '.join('-S ' + o for o in load_recipe('$recipe').runs['${run##*-}']))")
+  fi
+  srlab recipe "$recipe" > /dev/null
+  # shellcheck disable=SC2206  # the -S lists are meant to split
+  command=(dvc exp run -n "$run" $offline ${budget[$recipe]} $other)
+  log="$work/$run.log"
+  echo "$(date +%T) $run: ${command[*]}"
+  /usr/bin/time -v "${command[@]}" > "$log" 2>&1 || { tail -n 20 "$log" >&2; exit 1; }
+  dest="$out/$run"
+  rm -rf "$dest" && mkdir -p "$dest"
+  cp reports/metrics.json reports/curves_mse.png reports/curves_perceptual.png "$dest/"
+  cp -r reports/train "$dest/train"
+  python - "$dest/run.json" "$log" "$recipe" "${command[@]}" <<'EOF'
+import json, platform, re, subprocess, sys, time
+import torch
+path, log, recipe, command = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3], sys.argv[4:]
+h, m, s = ([0] + re.search(r"Elapsed \(wall clock\) time.*: (.+)", log).group(1).split(":"))[-3:]
+cpu = next(line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
+json.dump({
+    "command": f"srlab recipe {recipe} && " + " ".join(command),
+    "wall_s": round(int(h) * 3600 + int(m) * 60 + float(s)),
+    "peak_rss_gb": round(int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", log).group(1)) / 1024**2, 2),
+    "cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "date": time.strftime("%Y-%m-%d"),
+}, open(path, "w"), indent=1)
 EOF
-  done
+  echo "$(date +%T) $run: done, $(python -c "import json; r = json.load(open('$dest/run.json')); print(r['wall_s'], 's,', r['peak_rss_gb'], 'GB')")"
 done
