@@ -4,7 +4,8 @@
 # with a budget on top (-S: fewer epochs, a smaller epoch; said in docs/RESULTS.md). The mirror's
 # SunHays80 photos stand in for VOC2011 / DIV2K / the 91 images, which cannot be downloaded here,
 # and the backbones are random. Each run's metrics, curves and timing go to
-# docs/results/recipes/RUN/ in this repository (small files, to commit); its models and patches
+# docs/results/recipes/RUN/ in this repository (small files, to commit: params.yaml, metrics,
+# curves, run.json with the command, wall time and peak RSS); its models and patches
 # stay in the scratch clone's DVC cache. `python bench/recipes_table.py` prints the tables.
 #
 #   SRLAB_DATA_MIRROR=../shared/data bash bench/recipes_cpu.sh WORK [RUN ...]
@@ -54,7 +55,7 @@ for run in "${runs[@]}"; do
   /usr/bin/time -v "${command[@]}" > "$log" 2>&1 || { tail -n 20 "$log" >&2; exit 1; }
   dest="$out/$run"
   rm -rf "$dest" && mkdir -p "$dest"
-  cp reports/metrics.json reports/curves_mse.png reports/curves_perceptual.png "$dest/"
+  cp params.yaml reports/prepare.json reports/metrics.json reports/curves_mse.png reports/curves_perceptual.png "$dest/"
   cp -r reports/train "$dest/train"
   python - "$dest/run.json" "$log" "$recipe" "${command[@]}" <<'EOF'
 import json, platform, re, subprocess, sys, time

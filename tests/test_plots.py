@@ -48,3 +48,17 @@ def test_the_loss_curves_keep_their_labels_inside_the_picture(tmp_path):
         "vgg16 random init (seed 0), not ImageNet-trained",
     )
     assert _margins_are_blank(tmp_path / "curves.png")
+
+
+def test_a_one_epoch_stage_shows_on_the_loss_curves(tmp_path, monkeypatch):
+    """The CPU recipe runs have stages of one epoch: each must be a visible point, not an empty line."""
+    for split in ("train", "val"):
+        folder = tmp_path / "perceptual" / "plots" / "metrics" / split
+        folder.mkdir(parents=True)
+        pd.DataFrame({"step": [1], "l_mse": [2e-3]}).to_csv(folder / "l_mse.tsv", sep="\t", index=False)
+    drawn = []
+    monkeypatch.setattr("srlab.plotting.plt.close", drawn.append)  # keep the figure to look at
+    loss_curves({"srcnn_perceptual": tmp_path / "perceptual"}, "l_mse", tmp_path / "curves.png", "random")
+    lines = drawn[0].axes[0].get_lines()
+    assert len(lines) == 2
+    assert all(line.get_marker() not in (None, "", "None") for line in lines)

@@ -27,7 +27,8 @@ def loss_curves(live_dirs: dict[str, Path], term: str, out: Path, backbone: str)
     for (model, live_dir), colour in zip(live_dirs.items(), ("tab:blue", "tab:orange", "tab:green")):
         for split, style in (("train", "--"), ("val", "-")):
             curve = read_curve(live_dir, split, term)
-            ax.plot(curve["step"], curve[term], style, color=colour, label=f"{model} {split}")
+            # a marker on each epoch: a one-epoch stage is a single point, which a line alone hides
+            ax.plot(curve["step"], curve[term], style, marker="o", ms=3, color=colour, label=f"{model} {split}")
     ax.set(xlabel="epoch of each run", ylabel=TERMS[term], yscale="log")
     ax.set_title(f"{TERMS[term]} against epoch\nperceptual backbone: {backbone}", fontsize=10)
     ax.grid(alpha=0.3)
