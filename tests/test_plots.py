@@ -62,3 +62,4 @@ def test_a_one_epoch_stage_shows_on_the_loss_curves(tmp_path, monkeypatch):
     lines = drawn[0].axes[0].get_lines()
     assert len(lines) == 2
     assert all(line.get_marker() not in (None, "", "None") for line in lines)
+    assert all(tick == int(tick) for tick in drawn[0].axes[0].get_xticks())  # epochs, whole numbers

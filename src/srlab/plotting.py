@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only; no display on CI or the GPU machine
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from srlab.data.images import load_rgb
 from srlab.fileio import atomic_path
@@ -30,6 +31,7 @@ def loss_curves(live_dirs: dict[str, Path], term: str, out: Path, backbone: str)
             # a marker on each epoch: a one-epoch stage is a single point, which a line alone hides
             ax.plot(curve["step"], curve[term], style, marker="o", ms=3, color=colour, label=f"{model} {split}")
     ax.set(xlabel="epoch of each run", ylabel=TERMS[term], yscale="log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs, not 1.25
     ax.set_title(f"{TERMS[term]} against epoch\nperceptual backbone: {backbone}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
