@@ -62,12 +62,13 @@ import json, platform, re, subprocess, sys, time
 import torch
 path, log, recipe, command = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3], sys.argv[4:]
 h, m, s = ([0] + re.search(r"Elapsed \(wall clock\) time.*: (.+)", log).group(1).split(":"))[-3:]
-cpu = next(line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
+lscpu = dict(line.split(":", 1) for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if ":" in line)
+cpu, flags = lscpu["Model name"].strip(), lscpu.get("Flags", "").split()
 json.dump({
     "command": f"srlab recipe {recipe} && " + " ".join(command),
     "wall_s": round(int(h) * 3600 + int(m) * 60 + float(s)),
     "peak_rss_gb": round(int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", log).group(1)) / 1024**2, 2),
-    "cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    "cpu": cpu, "isa": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags], "threads": torch.get_num_threads(), "torch": torch.__version__,
     "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
     "date": time.strftime("%Y-%m-%d"),
 }, open(path, "w"), indent=1)

@@ -30,7 +30,7 @@ OFFLINE = ("data.train_source", "data.train_dir", "loss.vgg_init", "loss.vgg19_i
 def steps(params: dict, stage_epochs: int, train_pairs: int) -> str:
     train = params["train"]
     samples = train["epoch_samples"] or train_pairs
-    return f"{stage_epochs} x {samples:,} ({stage_epochs * math.ceil(samples / train['batch_size'])} steps)"
+    return f"{stage_epochs} x {samples:,} ({stage_epochs * math.ceil(samples / train['batch_size']):,} steps)"
 
 
 def runs_table(runs: list[Path]) -> str:
@@ -48,7 +48,7 @@ def runs_table(runs: list[Path]) -> str:
         rows.append(
             f"| {run.name} | `{budget}` | {steps(params, params['train']['epochs'], pairs)} "
             f"| {steps(params, params['train']['perceptual_epochs'], pairs)} "
-            f"| {minutes}:{seconds:02d} | {info['peak_rss_gb']:.2f} GB |"
+            f"| {minutes}:{seconds:02d} | {info['peak_rss_gb']:.2f} GiB |"
         )
     return "\n".join(rows)
 
@@ -57,20 +57,20 @@ def scores_table(runs: list[Path]) -> str:
     rgb = any("rgb_psnr" in json.loads((r / "metrics.json").read_text())["Set5"]["bicubic"] for r in runs)
     head = "| run | method | Set5 Y-PSNR / SSIM | Set14 Y-PSNR / SSIM |" + (" Set5 / Set14 RGB PSNR |" if rgb else "")
     rows = [head + " published (Set5 / Set14) |", "|---" * head.count("|") + "|"]
-    bicubic_shown = set()
+    shown = set()
     for run in runs:
         metrics = json.loads((run / "metrics.json").read_text())
         scale = metrics["provenance"]["scale"]
-        inputs = (scale, metrics["provenance"]["degradation"], "rgb_psnr" in metrics["Set5"]["bicubic"])
         for method in metrics["Set5"]:
-            if method == "bicubic" and inputs in bicubic_shown:
-                continue  # the same test inputs, and scores, as a run above
-            bicubic_shown.add(inputs)
             cells = [f"{metrics[s][method]['psnr']:.2f} / {metrics[s][method]['ssim']:.4f}" for s in ("Set5", "Set14")]
             if rgb:
                 scored = "rgb_psnr" in metrics["Set5"][method]
-                rgb_cell = " / ".join(f"{metrics[s][method]['rgb_psnr']:.2f}" for s in ("Set5", "Set14"))
-                cells.append(rgb_cell if scored else "")
+                cells.append(
+                    " / ".join(f"{metrics[s][method]['rgb_psnr']:.2f}" for s in ("Set5", "Set14")) if scored else ""
+                )
+            if (scale, method, *cells) in shown:
+                continue  # bicubic on the same inputs, or the same model, as in a run above
+            shown.add((scale, method, *cells))
             published = PUBLISHED.get((method, scale), "")
             rows.append(f"| {run.name} (x{scale}) | {method} | " + " | ".join(cells) + f" | {published} |")
     return "\n".join(rows)

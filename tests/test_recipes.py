@@ -252,3 +252,44 @@ def test_each_recipe_runs_end_to_end_with_its_one_command(name, note_mirror, tmp
         assert np.isfinite(again["Set5"][f"{model}_perceptual"]["psnr"]), run
         if run == "x8":
             assert again["provenance"]["scale"] == 8
+
+
+def _recipes_table():
+    """bench/recipes_table.py, which prints docs/RESULTS.md's tables of the notes at a CPU budget."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipes_table", REPO / "bench" / "recipes_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_md_shows_the_kept_cpu_runs_as_their_files_give_them():
+    """The tables of docs/RESULTS.md's notes at a CPU budget are what bench/recipes_table.py makes of
+    the runs kept in docs/results/recipes/: a number edited by hand, or a run redone without its
+    tables, fails here."""
+    table = _recipes_table()
+    runs = table.kept_runs(REPO / "docs" / "results" / "recipes")
+    assert {run.name.split("-")[0] for run in runs} >= {"assignment", "srcnn", "rescnn", "srgan", "johnson"}
+    results = (REPO / "docs" / "RESULTS.md").read_text()
+    assert table.runs_table(runs) in results
+    assert table.scores_table(runs) in results
+
+
+def test_every_score_in_the_readme_recipe_table_is_a_kept_run_or_a_paper_number():
+    """The README's table of the notes at a CPU budget holds numbers from the kept runs (Set5 Y-PSNR,
+    two decimals) and the papers' numbers; any other number in it was typed, not measured."""
+    import re
+
+    table = _recipes_table()
+    measured = set()
+    for run in table.kept_runs(REPO / "docs" / "results" / "recipes"):
+        metrics = json.loads((run / "metrics.json").read_text())
+        measured |= {f"{scores['psnr']:.2f}" for scores in metrics["Set5"].values()}
+    published = {n for text in table.PUBLISHED.values() for n in re.findall(r"\d+\.\d\d\b", text)}
+    readme = (REPO / "README.md").read_text()
+    rows = readme.split("<!-- recipes at a CPU budget -->")[1].strip().split("\n\n")[0].splitlines()[2:]
+    assert len(rows) >= 5
+    for row in rows:
+        for number in re.findall(r"\b\d\d\.\d\d\b", row):
+            assert number in measured | published, f"{number} in the README's row: {row}"
