@@ -16,6 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 ASKED_FOR_BY_NAME = ("recipes", "long")  # CI runs each with -m after the README's tests
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One compute thread per xdist worker, in it and in the processes it starts (dvc repro's
+    # stages): two workers of torch's default one-per-core threads on the same cores wait on each
+    # other at every parallel kernel. Two bench runs at once took 280 s each so, 135 s each pinned.
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     """The recipes' end-to-end runs and the longest guarantee checks (minutes) only when asked for
