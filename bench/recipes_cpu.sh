@@ -58,7 +58,7 @@ for run in "${runs[@]}"; do
   cp params.yaml reports/prepare.json reports/metrics.json reports/curves_mse.png reports/curves_perceptual.png "$dest/"
   cp -r reports/train "$dest/train"
   python - "$dest/run.json" "$log" "$recipe" "${command[@]}" <<'EOF'
-import json, platform, re, subprocess, sys, time
+import json, re, subprocess, sys, time
 import torch
 path, log, recipe, command = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3], sys.argv[4:]
 h, m, s = ([0] + re.search(r"Elapsed \(wall clock\) time.*: (.+)", log).group(1).split(":"))[-3:]

@@ -54,12 +54,12 @@ def runs_table(runs: list[Path]) -> str:
 
 
 def scores_table(runs: list[Path]) -> str:
-    rgb = any("rgb_psnr" in json.loads((r / "metrics.json").read_text())["Set5"]["bicubic"] for r in runs)
+    scores = {run: json.loads((run / "metrics.json").read_text()) for run in runs}
+    rgb = any("rgb_psnr" in metrics["Set5"]["bicubic"] for metrics in scores.values())
     head = "| run | method | Set5 Y-PSNR / SSIM | Set14 Y-PSNR / SSIM |" + (" Set5 / Set14 RGB PSNR |" if rgb else "")
     rows = [head + " published (Set5 / Set14) |", "|---" * head.count("|") + "|"]
     shown = set()
-    for run in runs:
-        metrics = json.loads((run / "metrics.json").read_text())
+    for run, metrics in scores.items():
         scale = metrics["provenance"]["scale"]
         for method in metrics["Set5"]:
             cells = [f"{metrics[s][method]['psnr']:.2f} / {metrics[s][method]['ssim']:.4f}" for s in ("Set5", "Set14")]

@@ -8,16 +8,14 @@ from srlab.data.images import test_images
 from srlab.entry import run, stage_paths
 from srlab.page import Layout, Run, workspace, write_page
 from srlab.params import load_params
-from srlab.plotting import comparison_figure, loss_curves
+from srlab.plotting import comparison_figure, training_curves
 
 
 def main():
     args = stage_paths("mse_live", "perceptual_live", "test", "sr", "per_image", "metrics", "out", "page")
     p = load_params(args.params)
-    live = {f"{p.model.name}_mse": args.mse_live, f"{p.model.name}_perceptual": args.perceptual_live}
     backbone = describe_vgg(p.loss.vgg_init, p.seed)
-    loss_curves(live, "l_mse", args.out / "curves_mse.png", backbone)
-    loss_curves(live, "l_perceptual", args.out / "curves_perceptual.png", backbone)
+    training_curves(args.mse_live, args.perceptual_live, p.model.name, backbone, args.out)
 
     scores = pd.read_csv(args.per_image).set_index(["set", "image", "method"]).sort_index()
     for set_name in p.eval.sets:

@@ -38,6 +38,13 @@ def loss_curves(live_dirs: dict[str, Path], term: str, out: Path, backbone: str)
     save_figure(fig, out)
 
 
+def training_curves(mse_live: Path, perceptual_live: Path, model: str, backbone: str, out: Path) -> None:
+    """Both graphs of a run's two trainings: `out`/curves_mse.png and `out`/curves_perceptual.png."""
+    live = {f"{model}_mse": mse_live, f"{model}_perceptual": perceptual_live}
+    for term in TERMS:
+        loss_curves(live, term, out / f"curves_{term.removeprefix('l_')}.png", backbone)
+
+
 def comparison_figure(hr_path: Path, outputs: dict[str, Path], scores: pd.DataFrame, crop: int, out: Path) -> None:
     """Side by side: each method's output and the ground truth, on a centre crop so detail shows."""
     hr = load_rgb(hr_path)[0]
