@@ -390,7 +390,7 @@ BREAKS = (
         '    if enabled and device.type == "cpu" and "amx_bf16" not in cpu_flags():',
         "    if False:",
         (
-            "tests/test_inference.py::test_bf16_on_a_cpu_without_amx_says_what_to_expect_once_and_auto_stays_fp32_on_either",
+            "tests/test_inference.py::test_bf16_on_a_cpu_without_amx_says_what_to_expect_once_and_auto_stays_fp32_on_every_kind",
         ),
     ),
     Break(
@@ -400,7 +400,7 @@ BREAKS = (
         '    return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()',
         '    return precision == "auto" and ("amx_bf16" in cpu_flags() or torch.cuda.is_available())',
         (
-            "tests/test_inference.py::test_bf16_on_a_cpu_without_amx_says_what_to_expect_once_and_auto_stays_fp32_on_either",
+            "tests/test_inference.py::test_bf16_on_a_cpu_without_amx_says_what_to_expect_once_and_auto_stays_fp32_on_every_kind",
         ),
     ),
     Break(

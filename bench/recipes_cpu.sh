@@ -11,7 +11,8 @@
 #   SRLAB_DATA_MIRROR=../shared/data bash bench/recipes_cpu.sh WORK [RUN ...]
 #
 # RUN: a recipe's name (its main run), NAME-OTHER for one of its other runs (assignment-control),
-# or one of srlab's variants below (assignment-residual). Default: every recipe's main run.
+# or one of the variants below (assignment-residual, srcnn-cli-full-bf16). Default: every recipe's
+# main run. Each run imports srlab from the scratch clone, so its numbers are the cloned commit's.
 set -euo pipefail
 work=${1:?usage: bash bench/recipes_cpu.sh WORK [RUN ...]}
 shift
@@ -28,9 +29,11 @@ declare -A budget=(
   [srgan]="-S train.epochs=5 -S train.perceptual_epochs=1 -S train.epoch_samples=400"
   [johnson]="-S train.epochs=1 -S train.perceptual_epochs=1 -S train.epoch_samples=400"
 )
-# srlab's variants, not the notes': what it takes to beat bicubic where a note's model does not
+# Variants: RECIPE, then its CPU budget or the note's full one, then more settings. srlab's own
+# (what it takes to beat bicubic where a note's model does not), and a note run to its own budget.
 declare -A variant=(
-  [assignment-residual]="-S model.residual=true -S train.epoch_samples=384"
+  [assignment-residual]="assignment cpu -S model.residual=true -S train.epoch_samples=384"
+  [srcnn-cli-full-bf16]="srcnn-cli full -S train.precision=bf16 -S eval.precision=bf16"
 )
 offline="-S data.train_source=folder -S data.train_dir=$photos -S loss.vgg_init=random -S loss.vgg19_init=random -S eval.lpips=off"
 
@@ -39,17 +42,29 @@ out="$repo/docs/results/recipes"
 rm -rf "$work"
 git clone -q "$repo" "$work"
 cd "$work"
+export PYTHONPATH="$work/src"  # ahead of the editable install: the clone's code, not the checkout's
 for run in "${runs[@]}"; do
-  recipe=$run other=""
+  recipe=$run size=cpu other=""
   if [ -n "${variant[$run]:-}" ]; then
-    recipe=${run%%-*} other=${variant[$run]}
+    read -r recipe size other <<< "${variant[$run]}"
   elif [ -z "${budget[$run]:-}" ]; then
     recipe=${run%-*}
-    other=$(python -c "from srlab.recipes import load_recipe; print(' '.join('-S ' + o for o in load_recipe('$recipe').runs['${run##*-}']))")
+    other=$(python - "$recipe" "${run##*-}" <<'EOF'
+import sys
+from srlab.errors import SrlabError
+from srlab.recipes import load_recipe
+try:
+    print(" ".join("-S " + o for o in load_recipe(sys.argv[1]).runs[sys.argv[2]]))
+except (SrlabError, KeyError):
+    sys.exit(f"recipes_cpu.sh: {sys.argv[1]}-{sys.argv[2]}: no such recipe run or variant (listed in the script)")
+EOF
+    )
   fi
+  cpu_budget=""
+  [ "$size" = full ] || cpu_budget=${budget[$recipe]}
   srlab recipe "$recipe" > /dev/null
   # shellcheck disable=SC2206  # the -S lists are meant to split
-  command=(dvc exp run -n "$run" $offline ${budget[$recipe]} $other)
+  command=(dvc exp run -n "$run" $offline $cpu_budget $other)
   log="$work/$run.log"
   echo "$(date +%T) $run: ${command[*]}"
   /usr/bin/time -v "${command[@]}" > "$log" 2>&1 || { tail -n 20 "$log" >&2; exit 1; }

@@ -160,7 +160,7 @@ def test_bench_smoke_of_a_perceptual_stage_reports_every_number_with_its_vgg16_t
         "peak memory",
         "MP/s",
         "versus train.memory_format=channels_last: (a) ",
-        "dense matmul in fp32: ",
+        "dense kernels in fp32: matmul ",
     ):
         assert label in printed
     assert objectives and all(terms == ["mse", "perceptual"] for terms in objectives)  # the loop and the timed steps
@@ -179,6 +179,7 @@ def test_bench_smoke_of_a_perceptual_stage_reports_every_number_with_its_vgg16_t
     ):
         assert numbers[key] > 0, key
     assert numbers["precision"] == "fp32" and numbers["device"].startswith("cpu") and numbers["stage"] == "perceptual"
+    assert numbers["dense_tflops"] == max(numbers["dense"].values()) and len(numbers["dense"]) == 2
     assert numbers["memory_format"] == "contiguous_format"
     other = numbers["versus"]  # (a) and (b) again, channels_last, in the same run
     assert other["overrides"] == ["train.memory_format=channels_last"]

@@ -386,18 +386,26 @@ def test_bf16_reaches_the_cli_and_the_evaluate_stage_and_scores_stay_fp32(tmp_pa
 PRECS = ("auto", "fp32", "bf16")
 
 
-@pytest.mark.parametrize("amx", [True, False])
-def test_bf16_on_a_cpu_without_amx_says_what_to_expect_once_and_auto_stays_fp32_on_either(
-    tmp_path, monkeypatch, capsys, amx
+# The three CPU kinds these machines come in, by their bf16 flags, and what asking for bf16 says
+CPU_KINDS = {
+    "intel-xeon-amx": (" avx512f avx512_bf16 amx_bf16 amx_tile", None),
+    "amd-epyc-avx512": (" avx512f avx512_bf16", "this CPU has AVX512-BF16 but no AMX (no amx_bf16 in /proc/cpuinfo)"),
+    "amd-epyc-avx2": ("", "this CPU has neither AMX nor AVX512-BF16 (amx_bf16, avx512_bf16 in /proc/cpuinfo)"),
+}
+
+
+@pytest.mark.parametrize("kind", CPU_KINDS)
+def test_bf16_on_a_cpu_without_amx_says_what_to_expect_once_and_auto_stays_fp32_on_every_kind(
+    tmp_path, monkeypatch, capsys, kind
 ):
-    """The CPU's flags are faked, so this gives the same verdict on an AMX Xeon and an AVX2 EPYC."""
+    """The CPU's flags are faked, so this gives the same verdict on each of the three CPU kinds."""
     from srlab import device
 
-    flags = "fpu sse2 avx2 avx512f" + (" amx_bf16 amx_tile avx512_bf16" if amx else "")
+    flags, expected = "fpu sse2 avx2" + CPU_KINDS[kind][0], CPU_KINDS[kind][1]
     (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
     monkeypatch.setattr(device, "CPUINFO", tmp_path / "cpuinfo")
     monkeypatch.setattr(device, "_said", set())
-    assert ("amx_bf16" in device.cpu_flags()) == amx
+    assert ("amx_bf16" in device.cpu_flags()) == (expected is None)
     cpu = torch.device("cpu")
     assert not device.autocast("auto", cpu)._enabled and not device.autocast("fp32", cpu)._enabled
     # the layout follows the precision, not the CPU kind: the committed fp32 run is laid out alike on both
@@ -411,7 +419,7 @@ def test_bf16_on_a_cpu_without_amx_says_what_to_expect_once_and_auto_stays_fp32_
     for _ in range(3):
         assert device.autocast("bf16", cpu)._enabled
     err = capsys.readouterr().err.strip().splitlines()
-    if amx:
+    if expected is None:
         assert err == []
     else:
-        assert len(err) == 1 and "this CPU has no AMX (no amx_bf16 in /proc/cpuinfo)" in err[0], err
+        assert len(err) == 1 and expected in err[0], err

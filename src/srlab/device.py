@@ -86,11 +86,22 @@ def autocast(precision: str, device: torch.device | str) -> torch.autocast:
     device = torch.device(device)
     enabled = uses_bf16(precision, device)
     if enabled and device.type == "cpu" and "amx_bf16" not in cpu_flags():
-        _say_once(
-            "precision bf16: this CPU has no AMX (no amx_bf16 in /proc/cpuinfo), so bf16 is emulated: expect it "
-            "no faster than fp32, and a few hundredths of a dB lower (docs/RESULTS.md)"
-        )
+        _say_once(f"precision bf16: {bf16_without_amx(cpu_flags())} (docs/RESULTS.md)")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def bf16_without_amx(flags: set[str]) -> str:
+    """What bf16 gives on a CPU without AMX's tiles, measured on an SRCNN step (docs/RESULTS.md): the
+    AVX512-BF16 dot product (AMD's Zen 4 and later, Intel's Cooper Lake) is half AMX's speed-up."""
+    if "avx512_bf16" in flags:
+        return (
+            "this CPU has AVX512-BF16 but no AMX (no amx_bf16 in /proc/cpuinfo): expect about 2x fp32's "
+            "training speed, not AMX's 4x, and a few hundredths of a dB lower"
+        )
+    return (
+        "this CPU has neither AMX nor AVX512-BF16 (amx_bf16, avx512_bf16 in /proc/cpuinfo), so bf16 is emulated: "
+        "expect it no faster than fp32, and a few hundredths of a dB lower"
+    )
 
 
 def _say_once(line: str) -> None:
