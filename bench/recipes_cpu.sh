@@ -4,9 +4,10 @@
 # with a budget on top (-S: fewer epochs, a smaller epoch; said in docs/RESULTS.md). The mirror's
 # SunHays80 photos stand in for VOC2011 / DIV2K / the 91 images, which cannot be downloaded here,
 # and the backbones are random. Each run's metrics, curves and timing go to
-# docs/results/recipes/RUN/ in this repository (small files, to commit: params.yaml, metrics,
-# curves, run.json with the command, wall time and peak RSS); its models and patches
-# stay in the scratch clone's DVC cache. `python bench/recipes_table.py` prints the tables.
+# docs/results/recipes/RUN/ in this repository, or docs/results/full/RUN/ for a note's full budget
+# (small files, to commit: params.yaml, metrics, curves, run.json with the command, wall time and
+# peak RSS); its models and patches stay in the scratch clone's DVC cache.
+# `python bench/recipes_table.py [FOLDER]` prints the tables.
 #
 #   SRLAB_DATA_MIRROR=../shared/data bash bench/recipes_cpu.sh WORK [RUN ...]
 #
@@ -38,7 +39,6 @@ declare -A variant=(
 offline="-S data.train_source=folder -S data.train_dir=$photos -S loss.vgg_init=random -S loss.vgg19_init=random -S eval.lpips=off"
 
 repo=$(pwd)
-out="$repo/docs/results/recipes"
 rm -rf "$work"
 git clone -q "$repo" "$work"
 cd "$work"
@@ -68,7 +68,7 @@ EOF
   log="$work/$run.log"
   echo "$(date +%T) $run: ${command[*]}"
   /usr/bin/time -v "${command[@]}" > "$log" 2>&1 || { tail -n 20 "$log" >&2; exit 1; }
-  dest="$out/$run"
+  dest="$repo/docs/results/$([ "$size" = full ] && echo full || echo recipes)/$run"
   rm -rf "$dest" && mkdir -p "$dest"
   cp params.yaml reports/prepare.json reports/metrics.json reports/curves_mse.png reports/curves_perceptual.png "$dest/"
   cp -r reports/train "$dest/train"

@@ -145,6 +145,10 @@ def test_bench_smoke_of_a_perceptual_stage_reports_every_number_with_its_vgg16_t
         main([*common, "--stage", "perceptual", "--set", "loss.adversarial_weight=0.001"])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the adversarial term is not benched" in err[0] and not objectives  # before any work
+    with pytest.raises(SystemExit):
+        main([*common, "--set", "train.compile=true", "--versus", "train.compile=false"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "time the eager side first" in err[0] and not objectives
 
     versus = ["--versus", "train.memory_format=channels_last"]
     reports = ["--json", str(tmp_path / "bench.json"), "--profile", str(tmp_path / "profile.txt")]

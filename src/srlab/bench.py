@@ -121,14 +121,15 @@ def step_under_test(p: Params, device, layout, stage: str = "mse"):
     (c) time, so that their ratios to (a) compare like with like."""
     model = build_model(p.model, p.data.scale).to(device, memory_format=layout)
     weights = stage_weights(p, stage)
-    vgg16 = build_vgg16_loss(p.loss.vgg_init, p.seed, p.loss.vgg_layers) if weights["perceptual"] > 0 else None
+    vgg16 = build_vgg16_loss(p.loss.vgg_init, p.seed, p.loss.vgg_layers) if weights.get("perceptual", 0) > 0 else None
     objective = SRLoss(build_terms(p.loss, weights, p.seed, perceptual=vgg16), weights).to(device)
     return model, torch.compile(model) if p.train.compile else model, objective
 
 
 def stage_weights(p: Params, stage: str) -> dict[str, float]:
+    """The stage's loss weights, as training takes them (TrainJob.for_stage)."""
     if stage == "mse":
-        return {**p.loss.pixel_weights(), "perceptual": 0.0}
+        return p.loss.pixel_weights()
     if p.loss.adversarial_weight > 0:
         raise SrlabError(
             "srlab bench --stage perceptual: the adversarial term is not benched (its discriminator "
@@ -202,6 +203,12 @@ def run(
     p = parse_params(apply_overrides(defaults, overrides), source="srlab bench --set")
     other = parse_params(apply_overrides(defaults, [*overrides, *versus]), source="srlab bench --versus")
     stage_weights(p, stage)  # a stage it cannot bench: one line before any work
+    if p.train.compile and not other.train.compile:
+        # an eager loop timed after a compiled one in the same process ran 1.7x slower (AMD EPYC, CPU)
+        raise SrlabError(
+            "srlab bench --versus: time the eager side first, as --set train.compile=false --versus "
+            "train.compile=true: after torch.compile an eager loop in the same process runs slower"
+        )
     device = resolve_device(p.train.device)
     rng = np.random.default_rng(0)
     result = header(p, device, stage)

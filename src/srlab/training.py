@@ -432,7 +432,8 @@ class Checkpoints:
         job, path = self.job, self.job.resume_from or self.last
         state = checkpoint.load(path) if path.exists() else None
         meta = state["meta"] if state is not None else {}
-        refusal = self._refusal(path, meta, state is not None, must_resume)
+        code = changed_files(meta["code"], self.code) if "code" in meta else []
+        refusal = self._refusal(path, meta, state is not None, code, must_resume)
         if refusal:
             if must_resume:
                 raise SrlabError(f"{path}: cannot resume from it: {refusal}")
@@ -442,7 +443,7 @@ class Checkpoints:
             print(f"{job.name}: resuming from {path} after epoch {run.epoch}")
         changes = {
             "train": train_difference(meta["params"]["train"], dataclasses.asdict(job.params.train)),
-            "code": changed_files(meta["code"], self.code),
+            "code": code,
         }
         changes = {kind: change for kind, change in changes.items() if change}
         if changes:
@@ -453,16 +454,16 @@ class Checkpoints:
                     "(recorded in its checkpoints)"
                 )
 
-    def _refusal(self, path: Path, meta: dict, exists: bool, must_resume: bool) -> str | None:
-        """Why the checkpoint at `path` cannot be continued by this job; None when it can. The
-        pipeline continues only the very same job; `srlab resume` also one with other train.* params."""
+    def _refusal(self, path: Path, meta: dict, exists: bool, code: list[str], must_resume: bool) -> str | None:
+        """Why the checkpoint at `path` (its meta, the srlab files changed since) cannot be continued
+        by this job; None when it can. The pipeline continues only the very same job; `srlab resume`
+        also one with other train.* params."""
         if not exists:
             return "it does not exist"
         if meta.get("lineage") != self.lineage:
             return "it was made by other model, data or loss params, or other data"
         if meta["epoch"] > self.job.epochs:
             return f"it has {meta['epoch']} epochs, more than {self.job.epochs}"
-        code = changed_files(meta["code"], self.code)
         if code and not self.job.new_code:
             return (
                 f"srlab's code changed since it was saved ({', '.join(code)}); to continue with this code "
