@@ -98,3 +98,28 @@ def test_every_function_in_the_package_fits_on_one_screen():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
                 too_long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
     assert not too_long
+
+
+def _heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchor for each heading: lower case, punctuation dropped, spaces to hyphens."""
+    prose = re.sub(r"```.*?```", "", markdown, flags=re.S)  # a `# comment` in a code block is no heading
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", prose, re.M)}
+
+
+def test_every_link_to_a_heading_in_the_docs_finds_it():
+    """A renamed heading leaves the links to it dead: each `[..](FILE.md#anchor)` and `[..](#anchor)`
+    in the README and docs/ names a heading that exists."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    anchors = {page: _heading_anchors(page.read_text()) for page in pages}
+    links = [
+        (page, (page.parent / target).resolve() if target else page, anchor)
+        for page in pages
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", page.read_text())
+    ]
+    assert len(links) >= 5
+    dead = [
+        f"{page.name} -> {target.name}#{anchor}"
+        for page, target, anchor in links
+        if anchor not in anchors.get(target, ())
+    ]
+    assert not dead

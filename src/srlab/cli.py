@@ -491,7 +491,7 @@ def _add_inference(commands) -> None:
         "--precision",
         default="fp32",
         choices=PRECISIONS,
-        help="bf16: bfloat16 convolutions, fast on CPUs with AMX and on GPUs (docs/RESULTS.md has its cost)",
+        help="bf16: bfloat16 convolutions, fast on GPUs and on CPUs with AMX or AVX512-BF16 (cost: docs/RESULTS.md)",
     )
     sr.add_argument(
         "--histogram-match", action="store_true", help="match each output's colour histogram to its input's"
