@@ -49,14 +49,14 @@ for run in "${runs[@]}"; do
     read -r recipe size other <<< "${variant[$run]}"
   elif [ -z "${budget[$run]:-}" ]; then
     recipe=${run%-*}
-    other=$(python - "$recipe" "${run##*-}" <<'EOF'
+    other=$(python - "$run" "$recipe" "${run##*-}" <<'EOF'
 import sys
 from srlab.errors import SrlabError
 from srlab.recipes import load_recipe
 try:
-    print(" ".join("-S " + o for o in load_recipe(sys.argv[1]).runs[sys.argv[2]]))
+    print(" ".join("-S " + o for o in load_recipe(sys.argv[2]).runs[sys.argv[3]]))
 except (SrlabError, KeyError):
-    sys.exit(f"recipes_cpu.sh: {sys.argv[1]}-{sys.argv[2]}: no such recipe run or variant (listed in the script)")
+    sys.exit(f"recipes_cpu.sh: {sys.argv[1]}: no such recipe, recipe run or variant (listed in the script)")
 EOF
     )
   fi
