@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from srlab.errors import SrlabError
 from srlab.params import apply_overrides, parse_params
 from srlab.training import TrainJob, train
 
@@ -33,10 +34,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    raw = yaml.safe_load((args.work / "params.yaml").read_text())
-    p = parse_params(apply_overrides(raw, [f"train.epochs={args.epochs}", *args.set]))
+    try:
+        steadiness(args.work, args.epochs, args.set)
+    except SrlabError as error:  # bad params, or patches this code cannot train on: one line
+        raise SystemExit(f"epoch_steadiness: {error}") from None
+
+
+def steadiness(work: Path, epochs: int, overrides: list[str]) -> None:
+    patches = work / "data" / "patches"
+    if not (work / "params.yaml").is_file() or not (patches / "index.json").is_file():
+        raise SrlabError(f"{work} has no params.yaml and data/patches/ of a run")
+    raw = yaml.safe_load((work / "params.yaml").read_text())
+    p = parse_params(apply_overrides(raw, [f"train.epochs={epochs}", *overrides]))
     with tempfile.TemporaryDirectory() as tmp:
-        job = TrainJob.for_stage("mse", p, args.work / "data" / "patches", Path(tmp) / "model.pt", Path(tmp) / "ckpt")
+        job = TrainJob.for_stage("mse", p, patches, Path(tmp) / "model.pt", Path(tmp) / "ckpt")
         last = [time.perf_counter()]
 
         def log(row: dict) -> None:
